@@ -1,0 +1,358 @@
+"""The ``swarm`` canvas primitive: :class:`Swarm` (a registered Signature type) and :func:`swarm`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from celery import Celery, current_app
+from celery.canvas import Signature, signature
+from pydantic import BaseModel
+
+from .config import SwarmConfig, result_ttl_default
+from .dispatch import follow
+from .errors import MageflowError, SwarmNotFoundError, TooManyTasksError
+from .keys import MEMBER_SEP
+from .members import CANVAS_OPTIONS, MEMBER_DEFAULT_OPTIONS, to_signature
+from .membership import SwarmMember, adopt, check_status
+from .result import SwarmResult
+from .runtime import Runtime, installed_runtime, runtime_for
+from .signals import swarm_closed, swarm_started
+
+logger = logging.getLogger("mageflow_celery")
+
+#: The one reserved kwarg under which a swarm's definition travels.
+DEF_KEY = "__mageflow_swarm__"
+#: Version of the definition's schema.
+SCHEMA_VERSION = 1
+#: Registered task that starts a swarm from a plain message (beat, ``send_task``).
+SWARM_TASK = "mageflow.swarm"
+#: Canvas options carried by the swarm's result task.
+_CARRIED = ("chain", "chord", "group_id", "group_index", "link", "link_error")
+
+
+def as_kwargs(value: Any) -> dict[str, Any]:
+    """Run kwargs from a dict or a pydantic model (``model_dump(mode="json", exclude_unset=True)``)."""
+    if value is None:
+        return {}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise MageflowError(f"kwargs must be a dict or a pydantic model, not {type(value).__name__}")
+
+
+def _strict(app: Celery) -> bool:
+    rt = installed_runtime(app)
+    return bool(rt and rt.settings.strict_task_names)
+
+
+def swarm(
+    tasks: Iterable[Any] = (),
+    success_callbacks: Iterable[Any] = (),
+    error_callbacks: Iterable[Any] = (),
+    config: SwarmConfig | Mapping[str, Any] | None = None,
+    is_swarm_closed: bool = False,
+    task_name: str | None = None,
+    app: Celery | None = None,
+    kwargs: Mapping[str, Any] | BaseModel | None = None,
+    options: Mapping[str, Any] | None = None,
+    immutable: bool = False,
+    **bound_kwargs: Any,
+) -> Swarm:
+    """Build a swarm signature (no I/O; everything is validated in memory).
+
+    Args:
+        tasks: members: signatures, chains, task objects or registered task names.
+        success_callbacks: published once when the closed swarm's members all finished; they receive
+            the list of the succeeded members' results (prepended to their args).
+        error_callbacks: published once when ``stop_after_n_failures`` is reached, with a failure summary.
+        config: a :class:`SwarmConfig` (or a dict of its fields).
+        is_swarm_closed: create the swarm closed (no member can be added).
+        task_name: a display name for the swarm.
+        app: the Celery app (default: the current app).
+        kwargs: bound kwargs for every member (a dict or a pydantic model); also accepted as ``**bound_kwargs``.
+        options: execution options that are defaults for every member (queue, priority, ...).
+        immutable: an immutable swarm ignores the parent result in a chain.
+
+    Raises:
+        MageflowError: a member or callback is not a task or chain.
+        NotSerializableError: a member cannot be encoded with the app's task serializer.
+        TooManyTasksError: more tasks than ``max_task_allowed``.
+
+    Example:
+        >>> s = swarm(tasks=[process.s(path) for path in paths], success_callbacks=[report.s()],
+        ...           config=SwarmConfig(max_concurrency=5), is_swarm_closed=True)
+        >>> s.apply_async(kwargs={"batch": 7}).get()
+    """
+    the_app = app or current_app
+    cfg = config if isinstance(config, SwarmConfig) else SwarmConfig(**dict(config or {}))
+    strict = _strict(the_app)
+    members = [to_signature(t, the_app, "member", strict) for t in tasks]
+    if cfg.max_task_allowed is not None and len(members) > cfg.max_task_allowed:
+        raise TooManyTasksError(f"{len(members)} tasks given, max_task_allowed is {cfg.max_task_allowed}")
+    definition = {
+        "v": SCHEMA_VERSION,
+        "tasks": [dict(m) for m in members],
+        "success_callbacks": [dict(to_signature(c, the_app, "success callback", strict)) for c in success_callbacks],
+        "error_callbacks": [dict(to_signature(c, the_app, "error callback", strict)) for c in error_callbacks],
+        "config": cfg.model_dump(mode="json"),
+        "closed": bool(is_swarm_closed),
+        "name": task_name,
+    }
+    all_kwargs = {**as_kwargs(kwargs), **bound_kwargs}
+    s = Swarm(
+        SWARM_TASK,
+        args=(),
+        kwargs={DEF_KEY: definition, **all_kwargs},
+        options=dict(options or {}),
+        subtask_type="swarm",
+        immutable=immutable,
+        app=app,
+    )
+    s._member_blobs(the_app)  # validates that members encode with the app's serializer
+    return s
+
+
+@Signature.register_type(name="swarm")
+class Swarm(Signature):
+    """A group of tasks run with a concurrency limit, growable until closed, with callbacks.
+
+    Build it with :func:`swarm`. It is a Celery signature: JSON round-trips, works in chains, groups,
+    chords and beat entries. Its state lives in Redis under its id (``options['task_id']``).
+    """
+
+    _blobs: list[bytes] | None = None
+    _created_with: Any = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Swarm:  # type: ignore[override]
+        s = cls(dict(d), app=app)
+        s.definition  # noqa: B018 - validates
+        return s
+
+    # -- definition ---------------------------------------------------------------------------------
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        try:
+            definition: dict[str, Any] = self["kwargs"][DEF_KEY]
+        except KeyError:
+            raise MageflowError(f"not a swarm signature: kwargs has no {DEF_KEY!r}") from None
+        if definition.get("v") != SCHEMA_VERSION:
+            raise MageflowError(f"unsupported swarm definition version {definition.get('v')!r}")
+        return definition
+
+    @property
+    def config(self) -> SwarmConfig:
+        return SwarmConfig(**self.definition["config"])
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return [signature(t, app=self.app) for t in self.definition["tasks"]]
+
+    @property
+    def success_callbacks(self) -> list[Signature]:
+        return [signature(t, app=self.app) for t in self.definition["success_callbacks"]]
+
+    @property
+    def error_callbacks(self) -> list[Signature]:
+        return [signature(t, app=self.app) for t in self.definition["error_callbacks"]]
+
+    @property
+    def swarm_name(self) -> str | None:
+        name: str | None = self.definition.get("name")
+        return name
+
+    @property
+    def bound_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self["kwargs"].items() if k != DEF_KEY}
+
+    # -- identity -----------------------------------------------------------------------------------
+
+    def freeze(  # type: ignore[override]
+        self,
+        _id: str | None = None,
+        group_id: str | None = None,
+        chord: Any = None,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_index: int | None = None,
+    ) -> SwarmResult:
+        """Assign the swarm id (no I/O), like :meth:`celery.canvas.Signature.freeze`."""
+        super().freeze(_id, group_id, chord, root_id, parent_id, group_index)
+        if MEMBER_SEP in self.id:
+            raise MageflowError(f"a swarm id cannot contain {MEMBER_SEP!r}: {self.id!r}")
+        return SwarmResult(self.id, app=self.app)
+
+    def fresh(self) -> Swarm:
+        """An unfrozen copy: applying it creates a new swarm."""
+        copy = self.clone()
+        copy.options.pop("task_id", None)
+        assert isinstance(copy, Swarm)
+        return copy
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def _member_blobs(self, app: Celery) -> list[bytes]:
+        if self._blobs is None:
+            from .codec import Codec
+
+            codec = Codec(app.conf.task_serializer)
+            self._blobs = [codec.dumps(t, f"swarm member {i}") for i, t in enumerate(self.definition["tasks"])]
+        return self._blobs
+
+    def _meta(self, rt: Runtime) -> dict[str, Any]:
+        cfg = self.config
+        n = len(self.definition["tasks"])
+        closed = self.definition["closed"] or (cfg.max_task_allowed is not None and n >= cfg.max_task_allowed)
+        return {
+            "v": SCHEMA_VERSION,
+            "name": self.swarm_name or "",
+            "state": "pending",
+            "closed": int(closed),
+            "paused": 0,
+            "limit": cfg.max_concurrency,
+            "stop_after": cfg.stop_after_n_failures or 0,
+            "max_tasks": cfg.max_task_allowed or 0,
+            "total": n,
+            "n_initial": n,
+            "registered": n,
+            **{c: 0 for c in ("queued", "dispatched", "running", "succeeded", "failed", "cancelled", "nerr")},
+            "idle_ttl": cfg.idle_ttl_s,
+            "result_ttl": cfg.result_ttl_s or result_ttl_default(rt.app.conf),
+            "dispatch_to": cfg.dispatch_timeout_s,
+            "lease_s": cfg.lease_s,
+            "fin": "",
+            "max_err": cfg.summary_max_failures,
+            "revoke_on_fail": int(cfg.revoke_on_failure),
+            "results_mode": cfg.results,
+        }
+
+    def _ensure_created(self) -> tuple[Runtime, str]:
+        """Freeze if needed and create the state (create-if-absent); returns the runtime and the id."""
+        rt = runtime_for(self.app)
+        self.freeze()
+        if self._created_with is not rt.store:
+            blobs = self._member_blobs(self.app)
+            rt.store.create(self.id, self._meta(rt), blobs)
+            self._created_with = rt.store
+        return rt, self.id
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | BaseModel | None = None,
+        route_name: str | None = None,
+        **options: Any,
+    ) -> SwarmResult:
+        """Start the swarm: queue its members and admit up to ``max_concurrency`` of them.
+
+        ``kwargs`` (a dict or a pydantic model) are merged into every member's kwargs. Applying a swarm
+        that already started creates nothing and returns its result (with a WARNING).
+        """
+        run_kwargs = as_kwargs(kwargs)
+        options = {k: v for k, v in options.items() if v is not None}
+        if self.app.conf.task_always_eager:
+            from .eager import run_eagerly
+
+            return run_eagerly(self, tuple(args or ()), run_kwargs, options)
+        if options.get("task_id") and not self.id:
+            self.options["task_id"] = options["task_id"]
+        merged_args, merged_kwargs, opts = self._merge(tuple(args or ()), run_kwargs, options)
+        rt, swarm_id = self._ensure_created()
+        root_id = opts.get("root_id") or swarm_id
+        ctx = {
+            "args": list(merged_args),
+            "kwargs": {k: v for k, v in merged_kwargs.items() if k != DEF_KEY},
+            "options": {k: v for k, v in opts.items() if k in MEMBER_DEFAULT_OPTIONS},
+            "root_id": root_id,
+        }
+        canvas = {k: opts[k] for k in _CARRIED if opts.get(k) is not None}
+        if canvas:
+            canvas.update({k: opts[k] for k in ("parent_id", "root_id", "reply_to") if opts.get(k)})
+        definition = {
+            "success": self.definition["success_callbacks"],
+            "error": self.definition["error_callbacks"],
+            "canvas": canvas,
+            "root_id": root_id,
+        }
+        codec = rt.task_codec
+        ctx_blob = codec.dumps(ctx, "swarm arguments")
+        def_blob = codec.dumps(definition, "swarm callbacks and canvas options")
+        tr = rt.store.start(swarm_id, ctx_blob, def_blob, want_ctx=False)
+        result = SwarmResult(swarm_id, app=self.app)
+        if tr.status == "started":
+            logger.warning("swarm %s was already started (state %s); applying it again starts nothing", swarm_id, tr.fin)
+            return result
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(swarm_id)
+        rt.cache_ctx(swarm_id, ctx)
+        logger.info("swarm %s (%s) started with %d member(s)", swarm_id, self.swarm_name, len(self.definition["tasks"]))
+        swarm_started.send(sender=swarm_id, app=self.app, name=self.swarm_name)
+        follow(rt, swarm_id, tr)
+        return result
+
+    def delay(self, *args: Any, **kwargs: Any) -> SwarmResult:  # type: ignore[override]
+        """Start the swarm; ``s.delay(model)`` takes a pydantic model as the message."""
+        if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
+            return self.apply_async(kwargs=args[0])
+        return self.apply_async(args, kwargs)
+
+    # -- members ------------------------------------------------------------------------------------
+
+    def _add(self, task: Any, run: bool, kwargs: Mapping[str, Any] | BaseModel | None) -> SwarmMember:
+        sig = to_signature(task, self.app, "member", _strict(self.app))
+        if kwargs is not None:
+            sig = sig.clone(kwargs=as_kwargs(kwargs))
+        blob = runtime_for(self.app).task_codec.dumps(dict(sig), "swarm member")
+        rt, swarm_id = self._ensure_created()
+        tr = rt.store.add(swarm_id, [blob], run=run, want_ctx=rt.cached_ctx(swarm_id) is None)
+        check_status(tr.status, swarm_id)
+        index = int(tr.extra[0])
+        follow(rt, swarm_id, tr)
+        logger.debug("swarm %s: member %d %s", swarm_id, index, "queued" if run else "registered")
+        return adopt(task, sig, swarm_id, index, self.app)
+
+    def add_task(self, task: Any) -> SwarmMember:
+        """Register a member; queue it with its own ``apply_async()``/``delay()``.
+
+        Raises:
+            SwarmClosedError: the swarm is closed, failed, cancelled or finished.
+            TooManyTasksError: the swarm already has ``max_task_allowed`` members.
+
+        Example:
+            >>> member = s.add_task(process.s("c.csv"))
+            >>> member.delay(priority="high")
+        """
+        return self._add(task, run=False, kwargs=None)
+
+    def run_in_swarm(self, task: Any, kwargs: Mapping[str, Any] | BaseModel | None = None) -> SwarmMember:
+        """Register and queue a member in one atomic step."""
+        return self._add(task, run=True, kwargs=kwargs)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def _result(self) -> SwarmResult:
+        self._ensure_created()
+        return SwarmResult(self.id, app=self.app)
+
+    def close_swarm(self) -> bool:
+        """Accept no more members; the swarm finishes once its members did. ``True`` if it changed."""
+        return self._result().close_swarm()
+
+    def pause(self) -> bool:
+        """Stop admitting members (running ones finish)."""
+        return self._result().pause()
+
+    def resume(self) -> bool:
+        """Admit again, up to the limit."""
+        return self._result().resume()
+
+    def cancel(self, terminate: bool = False) -> bool:
+        """Cancel: queued and registered members never run, running ones are revoked, no callback runs."""
+        return self._result().cancel(terminate=terminate)
+
+
+__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "as_kwargs", "swarm", "swarm_closed"]

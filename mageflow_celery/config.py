@@ -1,0 +1,111 @@
+"""Configuration: :class:`SwarmConfig` (per swarm) and :class:`MageflowSettings` (per app).
+
+Units are in the names: ``*_s`` is seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .keys import DEFAULT_PREFIX
+
+#: Default ``max_concurrency`` (tokens per swarm), as MageFlow.
+DEFAULT_MAX_CONCURRENCY = 30
+#: A running member's lease, seconds; renewed every ``lease_s / 3`` by its worker.
+DEFAULT_LEASE_S = 60.0
+#: A dispatched member not received by any worker after this many seconds is re-published.
+DEFAULT_DISPATCH_TIMEOUT_S = 900.0
+#: Keys of an unfinished swarm with no state change for this long expire (7 days).
+DEFAULT_IDLE_TTL_S = 7 * 24 * 3600
+#: At most this many failed members are kept for the failure summary.
+DEFAULT_SUMMARY_MAX_FAILURES = 100
+#: A finalizer that won the decision must publish the callbacks within this many seconds, else the
+#: reaper re-publishes them (same task ids).
+FINALIZE_CLAIM_S = 120.0
+
+
+class SwarmConfig(BaseModel):
+    """How one swarm runs. Frozen; invalid values raise :class:`pydantic.ValidationError`.
+
+    Example:
+        >>> SwarmConfig(max_concurrency=5, stop_after_n_failures=3)
+        SwarmConfig(max_concurrency=5, stop_after_n_failures=3, ...)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Members holding a token (dispatched or running) at any moment.
+    max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1)
+    #: The swarm fails once this many members failed; ``None`` = never.
+    stop_after_n_failures: int | None = Field(None, ge=1)
+    #: The most members the swarm accepts in total; reaching it closes the swarm.
+    max_task_allowed: int | None = Field(None, ge=1)
+    #: Revoke (terminate) running members when the swarm fails.
+    revoke_on_failure: bool = False
+    lease_s: float = Field(DEFAULT_LEASE_S, ge=1)
+    on_lost: Literal["retry", "fail"] = "retry"
+    dispatch_timeout_s: float = Field(DEFAULT_DISPATCH_TIMEOUT_S, ge=1)
+    #: ``"succeeded"``: callbacks get the succeeded members' results; ``"aligned"``: ``None`` at failed indices.
+    results: Literal["succeeded", "aligned"] = "succeeded"
+    summary_max_failures: int = Field(DEFAULT_SUMMARY_MAX_FAILURES, ge=0)
+    idle_ttl_s: int = Field(DEFAULT_IDLE_TTL_S, ge=1)
+    #: ``None`` = ``app.conf.result_expires`` (or one day when that is unset).
+    result_ttl_s: int | None = Field(None, ge=1)
+
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class MageflowSettings(BaseModel):
+    """Per-app settings, resolved once by :func:`mageflow_celery.install`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str
+    key_prefix: str = Field(DEFAULT_PREFIX, pattern=_PREFIX_RE.pattern)
+    strict_task_names: bool = False
+
+    def __repr__(self) -> str:
+        return f"MageflowSettings(redis_url={redact_url(self.redis_url)!r}, key_prefix={self.key_prefix!r})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _is_redis_url(url: Any) -> bool:
+    return isinstance(url, str) and url.split("://", 1)[0] in {"redis", "rediss", "redis+socket", "unix"}
+
+
+def resolve_redis_url(conf: Mapping[str, Any], explicit: str | None) -> str | None:
+    """The state Redis URL: explicit, else ``mageflow_redis_url``, else a Redis result backend or broker."""
+    if explicit:
+        return explicit
+    for key in ("mageflow_redis_url", "result_backend", "broker_url"):
+        value = conf.get(key)
+        if key == "mageflow_redis_url" and value:
+            return str(value)
+        if _is_redis_url(value):
+            return str(value)
+    return None
+
+
+def result_ttl_default(conf: Mapping[str, Any]) -> int:
+    """Seconds a finished swarm is kept when ``SwarmConfig.result_ttl_s`` is None."""
+    expires = conf.get("result_expires")
+    if expires is None:
+        return 24 * 3600
+    seconds = expires.total_seconds() if hasattr(expires, "total_seconds") else float(expires)
+    return max(1, int(seconds))

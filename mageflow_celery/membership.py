@@ -1,0 +1,110 @@
+"""Member handles: what :meth:`Swarm.add_task` returns. Applying one queues it in its swarm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from celery import Celery
+from celery.canvas import Signature
+from celery.result import AsyncResult
+from pydantic import BaseModel
+
+from .dispatch import follow
+from .errors import MageflowError, SwarmClosedError, SwarmNotFoundError, TooManyTasksError
+from .keys import member_task_id
+from .members import CANVAS_OPTIONS
+from .runtime import runtime_for
+
+_STATUS_ERRORS: dict[str, tuple[type[Exception], str]] = {
+    "closed": (SwarmClosedError, "swarm {id} is closed, failed, cancelled or finished"),
+    "toomany": (TooManyTasksError, "swarm {id} already has max_task_allowed members"),
+    "twice": (MageflowError, "member {index} of swarm {id} was already run"),
+    "initial": (MageflowError, "member {index} of swarm {id} is queued when the swarm starts"),
+    "nomember": (MageflowError, "swarm {id} has no member {index}"),
+}
+
+
+def check_status(status: str, swarm_id: str, index: int | None = None) -> None:
+    """Raise the error a refused transition stands for (nothing was written)."""
+    if status == "unknown":
+        raise SwarmNotFoundError(swarm_id)
+    if status in _STATUS_ERRORS:
+        cls, msg = _STATUS_ERRORS[status]
+        raise cls(msg.format(id=swarm_id, index=index))
+
+
+def _model_or_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
+    if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
+        return (), args[0]
+    return args, kwargs
+
+
+def queue_member(
+    sig: Signature,
+    app: Celery,
+    swarm_id: str,
+    index: int,
+    args: Iterable[Any] | None,
+    kwargs: Mapping[str, Any] | BaseModel | None,
+    options: Mapping[str, Any],
+) -> AsyncResult:
+    """Queue member ``index`` with its run args/kwargs merged in (member run kwargs win)."""
+    from .canvas import as_kwargs
+
+    rt = runtime_for(app)
+    new_args, new_kwargs, new_opts = sig._merge(tuple(args or ()), as_kwargs(kwargs), dict(options))
+    data = dict(sig)
+    data.update(
+        args=tuple(new_args),
+        kwargs=dict(new_kwargs),
+        options={k: v for k, v in new_opts.items() if k not in CANVAS_OPTIONS},
+    )
+    blob = rt.task_codec.dumps(data, "swarm member")
+    tr = rt.store.enqueue(swarm_id, index, blob, want_ctx=rt.cached_ctx(swarm_id) is None)
+    check_status(tr.status, swarm_id, index)
+    follow(rt, swarm_id, tr)
+    return AsyncResult(member_task_id(swarm_id, index), app=app)
+
+
+class SwarmMember(Signature):
+    """A member registered in a swarm; ``apply_async``/``delay`` queue it there (once).
+
+    ``member.id`` is its deterministic task id, so ``AsyncResult(member.id)`` works.
+    """
+
+    swarm_id: str = ""
+    index: int = -1
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: Mapping[str, Any] | BaseModel | None = None,
+        route_name: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        return queue_member(self, self.app, self.swarm_id, self.index, args, kwargs, options)
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:  # type: ignore[override]
+        """Queue the member; ``member.delay(model)`` takes a pydantic model as its message."""
+        a, kw = _model_or_kwargs(args, kwargs)
+        return self.apply_async(a, kw)
+
+    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult:
+        """Seed spelling: queue the member with ``message`` (a model or dict), off the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self.apply_async, None, message if message is not None else kwargs)
+
+
+def adopt(original: Any, sig: Signature, swarm_id: str, index: int, app: Celery) -> SwarmMember:
+    """The handle for a new member. A ``sign()``-made signature becomes the handle itself."""
+    bind = getattr(original, "_bind_to_swarm", None)
+    if callable(bind):
+        bind(swarm_id, index, app)
+        return original  # type: ignore[no-any-return]
+    member = SwarmMember(dict(sig), app=app)
+    member.options["task_id"] = member_task_id(swarm_id, index)
+    member.swarm_id = swarm_id
+    member.index = index
+    return member

@@ -1,0 +1,115 @@
+"""The background reporter: records members' outcomes off the pool slot's critical path.
+
+Worker hooks hand each outcome to :meth:`Reporter.submit` and return at once; one thread per process
+batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted.
+Redis errors are retried with backoff and logged; what still fails is left to the reaper, which
+reconciles from the result backend (R4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+from .dispatch import follow
+from .errors import MageflowError
+from .runtime import Runtime
+
+logger = logging.getLogger("mageflow_celery")
+
+#: Outcomes handled in one batch at most.
+BATCH_MAX = 500
+#: Backoff between attempts of a failing state call, seconds.
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def with_retries(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``, retrying state-store errors with backoff; the last error propagates."""
+    for delay in (*RETRY_DELAYS_S, None):
+        try:
+            return fn(*args, **kwargs)
+        except MageflowError as exc:
+            if delay is None:
+                raise
+            logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
+            time.sleep(delay)
+
+
+class Reporter:
+    """One per (app, process): a queue of outcomes and the thread that reports them."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._queue: queue.SimpleQueue[tuple[str, int, str, Any]] = queue.SimpleQueue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._pid = -1
+        self._thread: threading.Thread | None = None
+
+    def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
+        """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
+        self._ensure_thread()
+        with self._cond:
+            self._pending += 1
+        self._queue.put((swarm_id, index, kind, value))
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every submitted outcome was reported; ``False`` on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            with self._cond:
+                if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+                    if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
+                        self._queue = queue.SimpleQueue()
+                        self._pending = 0
+                    self._pid = os.getpid()
+                    self._thread = threading.Thread(target=self._loop, name="mageflow-reporter", daemon=True)
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH_MAX:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            by_swarm: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
+            for swarm_id, index, kind, value in batch:
+                by_swarm[swarm_id].append((index, kind, value))
+            for swarm_id, outcomes in by_swarm.items():
+                try:
+                    self._report(swarm_id, outcomes)
+                except Exception:
+                    logger.exception("swarm %s: reporting %d outcome(s) failed; the reaper will reconcile", swarm_id, len(outcomes))
+            with self._cond:
+                self._pending -= len(batch)
+                self._cond.notify_all()
+
+    def _report(self, swarm_id: str, outcomes: list[tuple[int, str, Any]]) -> None:
+        rt = self.runtime
+        codec = rt.result_codec
+        encoded = []
+        for index, kind, value in outcomes:
+            if kind == "s":
+                try:
+                    value = codec.dumps(value, "member result")
+                except MageflowError as exc:
+                    from .summary import error_record
+
+                    kind, value = "f", error_record(swarm_id, index, None, exc)
+            encoded.append((index, kind, value))
+        want_ctx = rt.cached_ctx(swarm_id) is None
+        tr = with_retries(f"swarm {swarm_id}: report", rt.store.report, swarm_id, encoded, want_ctx)
+        if tr.status == "unknown":
+            logger.warning("swarm %s: outcome reported for an unknown or expired swarm; ignored", swarm_id)
+            return
+        follow(rt, swarm_id, tr)

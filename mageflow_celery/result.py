@@ -1,0 +1,238 @@
+"""SwarmResult (a handle on a swarm by id) and SwarmProgress (a snapshot of its counts)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from celery import states
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult, assert_will_not_block
+from pydantic import BaseModel, ConfigDict
+
+from .dispatch import follow, outcome_value
+from .errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
+from .runtime import Runtime, runtime_for
+from .signals import swarm_closed, swarm_paused, swarm_resumed
+from .summary import counts
+
+_CELERY_STATE = {
+    "pending": states.PENDING,
+    "running": states.STARTED,
+    "paused": states.STARTED,
+    "succeeded": states.SUCCESS,
+    "failed": states.FAILURE,
+    "cancelled": states.REVOKED,
+}
+_FIN = {"succeeded": "s", "failed": "f", "cancelled": "c"}
+
+
+class SwarmProgress(BaseModel):
+    """Counts per member state plus the swarm's state, flags and timestamps (epoch seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    swarm_id: str
+    name: str | None
+    state: Literal["pending", "running", "paused", "succeeded", "failed", "cancelled"]
+    closed: bool
+    paused: bool
+    max_concurrency: int
+    total: int
+    registered: int
+    queued: int
+    dispatched: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    created_at: float | None
+    finished_at: float | None
+
+    @property
+    def done(self) -> int:
+        """Members that finished (succeeded, failed or cancelled)."""
+        return self.succeeded + self.failed + self.cancelled
+
+    def __repr__(self) -> str:
+        return (
+            f"<SwarmProgress {self.swarm_id} {self.state}{' closed' if self.closed else ''}: "
+            f"{self.done}/{self.total} done (ok {self.succeeded}, failed {self.failed}, cancelled {self.cancelled}), "
+            f"running {self.running + self.dispatched}/{self.max_concurrency}, queued {self.queued}, "
+            f"registered {self.registered}>"
+        )
+
+    __str__ = __repr__
+
+
+def _float(meta: dict[str, bytes], name: str) -> float | None:
+    raw = meta.get(name)
+    return float(raw) if raw else None
+
+
+def progress_from_meta(swarm_id: str, meta: dict[str, bytes]) -> SwarmProgress:
+    state = meta["state"].decode()
+    paused = meta.get("paused", b"0") == b"1"
+    if state == "running" and paused:
+        state = "paused"
+    return SwarmProgress(
+        swarm_id=swarm_id,
+        name=meta.get("name", b"").decode() or None,
+        state=state,  # type: ignore[arg-type]
+        closed=meta.get("closed", b"0") == b"1",
+        paused=paused,
+        max_concurrency=int(float(meta.get("limit", b"0"))),
+        created_at=_float(meta, "created_at"),
+        finished_at=_float(meta, "finished_at"),
+        **counts(meta),
+    )
+
+
+class SwarmResult(AsyncResult):  # type: ignore[misc]
+    """Handle on a swarm by id; stands in for an :class:`~celery.result.AsyncResult`.
+
+    ``SwarmResult(swarm_id, app=app)`` rebuilds it anywhere (a web request, a script). The state is
+    read from the swarm state in Redis, so it works with any result backend.
+
+    Example:
+        >>> res = SwarmResult(swarm_id, app=app)
+        >>> res.progress().succeeded
+        >>> res.get(timeout=60)
+    """
+
+    def __init__(self, id: str, backend: Any = None, task_name: str | None = None, app: Any = None, parent: Any = None):
+        super().__init__(id, backend=backend, task_name=task_name, app=app, parent=parent)
+
+    def __repr__(self) -> str:
+        return f"<SwarmResult: {self.id}>"
+
+    @property
+    def _rt(self) -> Runtime:
+        return runtime_for(self.app)
+
+    def _meta(self) -> dict[str, bytes]:
+        meta = self._rt.store.meta(self.id)
+        if not meta:
+            raise SwarmNotFoundError(self.id)
+        return meta
+
+    # -- AsyncResult protocol -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:  # type: ignore[override]
+        """PENDING, STARTED, SUCCESS, FAILURE or REVOKED (PENDING also for an unknown id, as Celery)."""
+        meta = self._rt.store.meta(self.id)
+        return _CELERY_STATE[meta["state"].decode()] if meta else states.PENDING
+
+    status = state
+
+    def ready(self) -> bool:
+        return self.state in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.state == states.FAILURE
+
+    @property
+    def result(self) -> Any:  # type: ignore[override]
+        """The result list once succeeded, the failure summary once failed, else ``None``."""
+        meta = self._rt.store.meta(self.id)
+        fin = _FIN.get(meta["state"].decode()) if meta else None
+        return outcome_value(self._rt, self.id, fin, meta) if fin else None
+
+    info = result
+
+    def get(  # type: ignore[override]
+        self,
+        timeout: float | None = None,
+        propagate: bool = True,
+        interval: float = 0.1,
+        disable_sync_subtasks: bool = True,
+        **_: Any,
+    ) -> Any:
+        """Wait for the swarm to finish and return the result list the success callbacks receive.
+
+        Raises:
+            SwarmFailedError: the failure threshold was reached (``.summary`` has the details).
+            SwarmCancelledError: the swarm was cancelled.
+            celery.exceptions.TimeoutError: not finished within ``timeout`` seconds.
+            RuntimeError: called inside a task (as ``AsyncResult.get``).
+        """
+        if disable_sync_subtasks:
+            assert_will_not_block()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            meta = self._meta()
+            state = meta["state"].decode()
+            if state in _FIN:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CeleryTimeoutError(f"swarm {self.id} did not finish within {timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 2, interval)
+        value = outcome_value(self._rt, self.id, _FIN[state], meta)
+        if state == "cancelled":
+            raise SwarmCancelledError(f"swarm {self.id} was cancelled")
+        if state == "failed" and propagate:
+            raise SwarmFailedError(value)
+        return value
+
+    wait = get
+
+    def progress(self) -> SwarmProgress:
+        """Counts per member state, the swarm state, flags and timestamps (one round trip)."""
+        return progress_from_meta(self.id, self._meta())
+
+    # -- lifecycle by id ----------------------------------------------------------------------------
+
+    def _name(self) -> str | None:
+        raw = self._rt.store.meta_field(self.id, "name")
+        return raw.decode() or None if raw else None
+
+    def close_swarm(self) -> bool:
+        """Accept no more members. ``True`` if this call closed it."""
+        rt = self._rt
+        tr = rt.store.close(self.id)
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(self.id)
+        if tr.status == "ok":
+            swarm_closed.send(sender=self.id, app=self.app, name=self._name())
+            follow(rt, self.id, tr)
+        return tr.status == "ok"
+
+    def pause(self) -> bool:
+        """Stop admitting members; running members finish. ``True`` if this call paused it."""
+        tr = self._rt.store.pause(self.id)
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(self.id)
+        if tr.status == "ok":
+            swarm_paused.send(sender=self.id, app=self.app, name=self._name())
+        return tr.status == "ok"
+
+    def resume(self) -> bool:
+        """Admit again, refilling up to the limit at once. ``True`` if this call resumed it."""
+        rt = self._rt
+        tr = rt.store.resume(self.id, want_ctx=rt.cached_ctx(self.id) is None)
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(self.id)
+        if tr.status == "ok":
+            swarm_resumed.send(sender=self.id, app=self.app, name=self._name())
+            follow(rt, self.id, tr)
+        return tr.status == "ok"
+
+    def cancel(self, terminate: bool = False) -> bool:
+        """Cancel the swarm (see S9). ``True`` if this call cancelled it."""
+        rt = self._rt
+        tr = rt.store.cancel(self.id)
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(self.id)
+        if tr.status == "ok":
+            follow(rt, self.id, tr, terminate=terminate)
+        return tr.status == "ok"
+
+    def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, **_: Any) -> bool:  # type: ignore[override]
+        """Same as :meth:`cancel` (revoking a swarm cancels it)."""
+        return self.cancel(terminate=terminate)

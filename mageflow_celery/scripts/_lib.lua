@@ -1,0 +1,148 @@
+-- _lib.lua: shared helpers, prepended to every script by scripts/__init__.py (not a script itself).
+-- Every script receives all keys of one swarm, in this order (they share the {swarm_id} hash tag):
+-- KEYS[1] meta     hash  state, flags, limits, counters, ctx, def
+-- KEYS[2] members  hash  index -> encoded member signature ('_' sentinel)
+-- KEYS[3] queue    list  queued member indices, FIFO
+-- KEYS[4] mstate   hash  index -> q|d|r|s|f|c ('_' sentinel; absent = registered)
+-- KEYS[5] tokens   zset  index -> deadline of dispatched/running members ('_' sentinel at +inf)
+-- KEYS[6] results  hash  index -> encoded result ('_' sentinel)
+-- KEYS[7] errors   hash  index -> JSON error record ('_' sentinel)
+local K_META, K_MEMBERS, K_QUEUE, K_MSTATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_TOKENS, K_RESULTS, K_ERRORS = KEYS[5], KEYS[6], KEYS[7]
+
+local CHUNK = 2000
+local FIELDS = {
+  'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
+  'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
+  'idle_ttl', 'result_ttl', 'ttl_at', 'dispatch_to', 'lease_s', 'fin', 'nerr', 'max_err',
+  'revoke_on_fail',
+}
+local TEXT = {state = true, fin = true}
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function load_meta()
+  local vals = redis.call('HMGET', K_META, unpack(FIELDS))
+  if not vals[1] then return nil end
+  local m = {_dirty = {}}
+  for i, f in ipairs(FIELDS) do
+    local v = vals[i]
+    if TEXT[f] then m[f] = v or '' else m[f] = tonumber(v) or 0 end
+  end
+  return m
+end
+
+local function set(m, f, v) m[f] = v; m._dirty[f] = true end
+local function incr(m, f, d) set(m, f, m[f] + d) end
+
+local function is_finished(m)
+  return m.state == 'succeeded' or m.state == 'failed' or m.state == 'cancelled'
+end
+
+-- Call cmd(key, ...) with flat args in chunks (Lua's unpack has a small stack limit).
+local function bulk(cmd, key, args)
+  local n = #args
+  local i = 1
+  local first
+  while i <= n do
+    local j = math.min(i + CHUNK - 1, n)
+    local r = redis.call(cmd, key, unpack(args, i, j))
+    if first == nil then first = r end
+    i = j + 1
+  end
+  return first
+end
+
+local function expire_all(ttl)
+  for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ttl) end
+end
+
+-- Append indices to the queue; a queue created by this push gets the swarm's TTL.
+local function push_queue(m, ids)
+  if #ids == 0 then return end
+  local first_len = bulk('RPUSH', K_QUEUE, ids)
+  if first_len == math.min(#ids, CHUNK) then redis.call('EXPIRE', K_QUEUE, m.idle_ttl) end
+  incr(m, 'queued', #ids)
+end
+
+-- The winner of a finalization decision records a claim; the reaper re-runs stale claims.
+local function finish(m, t, state)
+  set(m, 'state', state)
+  set(m, 'finished_at', t)
+  set(m, 'fin', 'claimed')
+  set(m, 'fin_at', t)
+  m._finished_now = true
+end
+
+-- Write dirty meta fields and keep the TTLs: sliding while unfinished, result TTL once finished.
+local function save_meta(m, t)
+  local args = {}
+  if m._finished_now then
+    expire_all(m.result_ttl)
+  elseif not is_finished(m) and t - m.ttl_at >= math.min(60, m.idle_ttl / 10) then
+    set(m, 'ttl_at', t)
+    expire_all(m.idle_ttl)
+  end
+  for f, _ in pairs(m._dirty) do
+    args[#args + 1] = f
+    args[#args + 1] = tostring(m[f])
+  end
+  if #args > 0 then redis.call('HSET', K_META, unpack(args)) end
+end
+
+-- Move up to (limit - tokens held) queued members to 'dispatched'; return their ids and signatures.
+local function admit(m, t)
+  if m.state ~= 'running' or m.paused == 1 or m.queued <= 0 then return {}, {} end
+  local free = m.limit - m.dispatched - m.running
+  if free <= 0 then return {}, {} end
+  local ids = redis.call('LPOP', K_QUEUE, free)
+  if not ids then return {}, {} end
+  local sigs = {}
+  for i = 1, #ids, CHUNK do
+    local part = redis.call('HMGET', K_MEMBERS, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+    for _, s in ipairs(part) do sigs[#sigs + 1] = s end
+  end
+  local st, z = {}, {}
+  local deadline = t + m.dispatch_to
+  for _, id in ipairs(ids) do
+    st[#st + 1] = id; st[#st + 1] = 'd'
+    z[#z + 1] = deadline; z[#z + 1] = id
+  end
+  bulk('HSET', K_MSTATE, st)
+  bulk('ZADD', K_TOKENS, z)
+  incr(m, 'queued', -#ids)
+  incr(m, 'dispatched', #ids)
+  return ids, sigs
+end
+
+-- A started, closed swarm with nothing left to run succeeds; returns 's' to the one caller that decided.
+local function maybe_finish(m, t)
+  if m.state == 'running' and m.closed == 1
+      and m.registered + m.queued + m.dispatched + m.running == 0 then
+    finish(m, t, 'succeeded')
+    return 's'
+  end
+  return ''
+end
+
+-- Members holding a token (to revoke on cancel / failure).
+local function token_holders()
+  return redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', '(+inf')
+end
+
+-- End the swarm early (failure threshold or cancel): cancel what never got a token.
+local function stop_early(m, t, state)
+  incr(m, 'cancelled', m.registered + m.queued)
+  set(m, 'registered', 0)
+  set(m, 'queued', 0)
+  redis.call('DEL', K_QUEUE)
+  finish(m, t, state)
+end
+
+local function ctx_if(want, n)
+  if want == '1' and n > 0 then return redis.call('HGET', K_META, 'ctx') end
+  return false
+end

@@ -1,0 +1,32 @@
+-- add.lua: register new members (add_task), optionally queueing them at once (run_in_swarm); admit.
+-- KEYS: see _lib.lua
+-- ARGV[1] mode ('register'|'run')   ARGV[2] want_ctx   ARGV[3 ..] member blobs
+-- Returns {'ok', fin, ids, sigs, ctx, {}, first_index} | {'closed'} | {'toomany'} | {'unknown'}
+local m = load_meta()
+if not m then return {'unknown'} end
+if m.closed == 1 or is_finished(m) then return {'closed'} end
+local n = #ARGV - 2
+if m.max_tasks > 0 and m.total + n > m.max_tasks then return {'toomany'} end
+local t = now()
+local first = m.total
+local fields, ids = {}, {}
+for i = 1, n do
+  local idx = tostring(first + i - 1)
+  fields[#fields + 1] = idx; fields[#fields + 1] = ARGV[2 + i]
+  ids[#ids + 1] = idx
+end
+bulk('HSET', K_MEMBERS, fields)
+incr(m, 'total', n)
+if ARGV[1] == 'run' then
+  local st = {}
+  for _, idx in ipairs(ids) do st[#st + 1] = idx; st[#st + 1] = 'q' end
+  bulk('HSET', K_MSTATE, st)
+  push_queue(m, ids)
+else
+  incr(m, 'registered', n)
+end
+if m.max_tasks > 0 and m.total >= m.max_tasks then set(m, 'closed', 1) end
+local aids, sigs = admit(m, t)
+local fin = maybe_finish(m, t)
+save_meta(m, t)
+return {'ok', fin, aids, sigs, ctx_if(ARGV[2], #aids), {}, first}
