@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._version import __version__
 from .canvas import Swarm, swarm
+from .client import Mageflow, MageflowSignature
 from .config import SwarmConfig
 from .errors import (
     MageflowError,
@@ -21,6 +22,7 @@ from .errors import (
     TooManyTasksError,
 )
 from .membership import SwarmMember
+from .model import ReturnValue
 from .result import SwarmProgress, SwarmResult
 from .runtime import install
 
@@ -30,6 +32,9 @@ __all__ = [
     "Swarm",
     "SwarmMember",
     "swarm",
+    "Mageflow",
+    "MageflowSignature",
+    "ReturnValue",
     # Configuration
     "SwarmConfig",
     # Worker integration

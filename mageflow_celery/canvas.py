@@ -6,15 +6,17 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from celery import Celery, current_app
+from celery import Celery, current_app, states
 from celery.canvas import Signature, signature
+from celery.result import EagerResult
 from pydantic import BaseModel
 
 from .config import SwarmConfig, result_ttl_default
 from .dispatch import follow
-from .errors import MageflowError, SwarmNotFoundError, TooManyTasksError
+from .eager import inline_members, inline_wanted
+from .errors import MageflowError, SwarmCancelledError, SwarmFailedError, SwarmNotFoundError, TooManyTasksError
 from .keys import MEMBER_SEP
-from .members import CANVAS_OPTIONS, MEMBER_DEFAULT_OPTIONS, to_signature
+from .members import MEMBER_DEFAULT_OPTIONS, to_signature
 from .membership import SwarmMember, adopt, check_status
 from .result import SwarmResult
 from .runtime import Runtime, installed_runtime, runtime_for
@@ -254,10 +256,6 @@ class Swarm(Signature):
         """
         run_kwargs = as_kwargs(kwargs)
         options = {k: v for k, v in options.items() if v is not None}
-        if self.app.conf.task_always_eager:
-            from .eager import run_eagerly
-
-            return run_eagerly(self, tuple(args or ()), run_kwargs, options)
         if options.get("task_id") and not self.id:
             self.options["task_id"] = options["task_id"]
         merged_args, merged_kwargs, opts = self._merge(tuple(args or ()), run_kwargs, options)
@@ -284,7 +282,7 @@ class Swarm(Signature):
         tr = rt.store.start(swarm_id, ctx_blob, def_blob, want_ctx=False)
         result = SwarmResult(swarm_id, app=self.app)
         if tr.status == "started":
-            logger.warning("swarm %s was already started (state %s); applying it again starts nothing", swarm_id, tr.fin)
+            logger.warning("swarm %s already started (state %s); applying it again starts nothing", swarm_id, tr.fin)
             return result
         if tr.status == "unknown":
             raise SwarmNotFoundError(swarm_id)
@@ -292,7 +290,23 @@ class Swarm(Signature):
         logger.info("swarm %s (%s) started with %d member(s)", swarm_id, self.swarm_name, len(self.definition["tasks"]))
         swarm_started.send(sender=swarm_id, app=self.app, name=self.swarm_name)
         follow(rt, swarm_id, tr)
+        if inline_wanted(self.app) and self.app.conf.task_eager_propagates and result.failed():
+            result.get(disable_sync_subtasks=False)  # raises SwarmFailedError with the summary
         return result
+
+    def apply(  # type: ignore[override]
+        self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | BaseModel | None = None, **options: Any
+    ) -> EagerResult:
+        """Run the swarm inline in this process (members one at a time), like ``Signature.apply``."""
+        with inline_members():
+            result = self.apply_async(args, kwargs, **options)
+        try:
+            value = result.get(disable_sync_subtasks=False)
+        except SwarmCancelledError as exc:
+            return EagerResult(result.id, exc, states.REVOKED)
+        except SwarmFailedError as exc:
+            return EagerResult(result.id, exc, states.FAILURE)
+        return EagerResult(result.id, value, states.SUCCESS)
 
     def delay(self, *args: Any, **kwargs: Any) -> SwarmResult:  # type: ignore[override]
         """Start the swarm; ``s.delay(model)`` takes a pydantic model as the message."""

@@ -25,7 +25,8 @@ class Codec:
         try:
             _, _, payload = dumps(obj, serializer=self.serializer)
         except (EncodeError, TypeError, ValueError) as exc:
-            raise NotSerializableError(f"{what} cannot be encoded with the {self.serializer!r} serializer: {exc}") from exc
+            msg = f"{what} cannot be encoded with the {self.serializer!r} serializer: {exc}"
+            raise NotSerializableError(msg) from exc
         return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
 
     def loads(self, data: bytes) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from celery.canvas import signature
 from kombu.exceptions import OperationalError
 
+from .eager import inline_wanted, run_inline
 from .keys import callback_task_id, member_task_id
 from .members import build_member
 from .runtime import Runtime
@@ -38,17 +39,25 @@ def run_context(rt: Runtime, swarm_id: str, tr: Transition) -> Any:
 
 def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
     """Publish what ``tr`` admitted, revoke what it asks, and finalize when it won the decision."""
+    if tr.admitted and inline_wanted(rt.app):
+        for later in [tr, *run_inline(rt, swarm_id, tr)]:
+            _revoke_and_finalize(rt, swarm_id, later, terminate)
+        return
     while True:
         failed = publish_members(rt, swarm_id, tr) if tr.admitted else []
-        if tr.revoke:
-            ids = [member_task_id(swarm_id, i) for i in tr.revoke]
-            rt.app.control.revoke(ids, terminate=terminate)
-        if tr.fin:
-            finalize(rt, swarm_id, tr.fin)
+        _revoke_and_finalize(rt, swarm_id, tr, terminate)
         if not failed:
             return
         # Members whose message could not even be built count as failed (S4); that may admit more.
         tr = rt.store.report(swarm_id, failed, want_ctx=False)
+
+
+def _revoke_and_finalize(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool) -> None:
+    if tr.revoke and not rt.app.conf.task_always_eager:
+        ids = [member_task_id(swarm_id, i) for i in tr.revoke]
+        rt.app.control.revoke(ids, terminate=terminate)
+    if tr.fin:
+        finalize(rt, swarm_id, tr.fin)
 
 
 def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[int, str, bytes]]:

@@ -79,7 +79,9 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     _submit(sender, getattr(sender.request, "id", None), "s", result, final_only=True)
 
 
-def on_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any) -> None:
+def on_failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
     """Celery gave up on a member: exception, retries exhausted, worker lost, time limit, reject."""
     _submit(sender, task_id, "f", exception, final_only=False)
 

@@ -43,7 +43,8 @@ def to_signature(obj: Any, app: Celery, what: str = "member", strict_names: bool
     if isinstance(obj, Mapping) and not isinstance(obj, Signature):
         obj = signature(dict(obj), app=app)
     if not isinstance(obj, Signature):
-        raise MageflowError(f"swarm {what} must be a signature, a chain, a task or a task name, not {type(obj).__name__}")
+        msg = f"swarm {what} must be a signature, a chain, a task or a task name, not {type(obj).__name__}"
+        raise MageflowError(msg)
     _refuse_nested(obj, what)
     if isinstance(obj, _chain):
         for step in obj.tasks:

@@ -89,7 +89,9 @@ class Reporter:
                 try:
                     self._report(swarm_id, outcomes)
                 except Exception:
-                    logger.exception("swarm %s: reporting %d outcome(s) failed; the reaper will reconcile", swarm_id, len(outcomes))
+                    logger.exception(
+                        "swarm %s: reporting %d outcome(s) failed; the reaper reconciles", swarm_id, len(outcomes)
+                    )
             with self._cond:
                 self._pending -= len(batch)
                 self._cond.notify_all()

@@ -50,7 +50,7 @@ def _transition(reply: Sequence[Any]) -> Transition:
     ctx = reply[4] if len(reply) > 4 and reply[4] else None
     revoke = [int(_s(x)) for x in reply[5]] if len(reply) > 5 and reply[5] else []
     extra = list(reply[6:]) if len(reply) > 6 else []
-    admitted = [(int(_s(i)), bytes(s)) for i, s in zip(ids, sigs)]
+    admitted = [(int(_s(i)), bytes(s)) for i, s in zip(ids, sigs, strict=True)]
     return Transition(status, fin, admitted, ctx, revoke, extra)
 
 

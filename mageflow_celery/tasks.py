@@ -18,7 +18,7 @@ def register(app: Celery) -> None:
     def start_swarm(self: Task, *args: Any, **kwargs: Any) -> str:
         """Create and start a new swarm from its definition (celery beat, ``send_task``)."""
         s = Swarm(
-            {"task": SWARM_TASK, "args": (), "kwargs": kwargs, "options": {}, "subtask_type": "swarm", "immutable": False},
+            {"task": SWARM_TASK, "args": (), "kwargs": kwargs, "options": {}, "subtask_type": "swarm"},
             app=self.app,
         )
         return str(s.apply_async(args=args).id)

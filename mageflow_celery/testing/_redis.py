@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 #: Seconds a server (or a cluster) gets to answer after being spawned.
 DEFAULT_START_TIMEOUT_S = 10.0
@@ -64,6 +66,13 @@ def _require_binary(name: str) -> str:
     if path is None:
         raise RuntimeError(f"{name!r} was not found on PATH; install Redis (e.g. `apt-get install redis-server`)")
     return path
+
+
+def _probe_client(port: int) -> redis.Redis:
+    """A client for polling: short timeouts and no retries (redis-py retries refused connections for seconds)."""
+    return redis.Redis(
+        host=LOOPBACK, port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
 
 
 def _poll(check: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -214,7 +223,7 @@ class RedisServer:
         if self._process is None or self._process.poll() is not None:
             code = None if self._process is None else self._process.returncode
             raise RuntimeError(f"{self.executable} exited with code {code} on port {self.port}:\n{self._log_tail()}")
-        client = redis.Redis(host=LOOPBACK, port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = _probe_client(self.port)
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
@@ -363,7 +372,7 @@ class RedisCluster:
 
 def _cluster_state(node: RedisServer) -> str | None:
     """``cluster_state`` from the node's ``CLUSTER INFO``, or ``None`` if it cannot tell yet."""
-    client = node.client()
+    client = _probe_client(node.port)
     try:
         info = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
     except redis.RedisError:

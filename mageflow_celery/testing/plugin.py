@@ -30,6 +30,8 @@ import pytest
 import redis
 from celery import Celery
 from celery.worker import WorkController
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ._redis import RedisServer
 
@@ -66,7 +68,7 @@ def redis_unavailable(reason: str) -> NoReturn:
 
 
 def _check_reachable(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.RedisError as exc:

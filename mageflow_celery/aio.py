@@ -1,0 +1,123 @@
+"""Coroutine facade with the seed's spellings, for asyncio callers (FastAPI, scripts).
+
+Every call runs the synchronous API in a worker thread (``asyncio.to_thread``), so Redis and broker
+I/O never block the event loop, and all logic is shared with the sync API.
+
+Example:
+    >>> from mageflow_celery import aio as mageflow
+    >>> s = await mageflow.swarm(tasks=[...], config=SwarmConfig(max_concurrency=2), app=app)
+    >>> await s.aio_run_no_wait(Message(...))
+    >>> new = await s.add_task(await mageflow.sign("process-item", data=1, app=app))
+    >>> await new.aio_run_no_wait(ProcessMessage())
+    >>> await s.close_swarm()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery, current_app
+
+from .canvas import Swarm
+from .canvas import swarm as _swarm
+from .membership import SwarmMember
+from .result import SwarmProgress, SwarmResult
+
+if TYPE_CHECKING:
+    from .client import Mageflow, MageflowSignature
+
+
+class AioSwarmResult:
+    """Awaitable view of a :class:`SwarmResult`."""
+
+    def __init__(self, result: SwarmResult) -> None:
+        self.sync = result
+
+    @property
+    def id(self) -> str:
+        return str(self.sync.id)
+
+    async def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        return await asyncio.to_thread(self.sync.get, timeout, propagate, disable_sync_subtasks=False)
+
+    async def ready(self) -> bool:
+        return await asyncio.to_thread(self.sync.ready)
+
+    async def progress(self) -> SwarmProgress:
+        return await asyncio.to_thread(self.sync.progress)
+
+    async def pause(self) -> bool:
+        return await asyncio.to_thread(self.sync.pause)
+
+    async def resume(self) -> bool:
+        return await asyncio.to_thread(self.sync.resume)
+
+    async def cancel(self, terminate: bool = False) -> bool:
+        return await asyncio.to_thread(self.sync.cancel, terminate)
+
+    async def close_swarm(self) -> bool:
+        return await asyncio.to_thread(self.sync.close_swarm)
+
+
+class AioSwarm:
+    """Awaitable view of a :class:`Swarm` (``.signature`` is the swarm signature itself)."""
+
+    def __init__(self, signature: Swarm) -> None:
+        self.signature = signature
+
+    @property
+    def id(self) -> str | None:
+        return self.signature.id  # type: ignore[no-any-return]
+
+    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AioSwarmResult:
+        """Start the swarm with ``message`` (a pydantic model or a dict) as its run kwargs."""
+        result = await asyncio.to_thread(self.signature.apply_async, None, message if message is not None else kwargs)
+        return AioSwarmResult(result)
+
+    async def apply_async(self, *args: Any, **kwargs: Any) -> AioSwarmResult:
+        return AioSwarmResult(await asyncio.to_thread(self.signature.apply_async, *args, **kwargs))
+
+    async def add_task(self, task: Any) -> SwarmMember | MageflowSignature:
+        return await asyncio.to_thread(self.signature.add_task, task)
+
+    async def run_in_swarm(self, task: Any, message: Any = None) -> SwarmMember | MageflowSignature:
+        return await asyncio.to_thread(self.signature.run_in_swarm, task, message)
+
+    async def close_swarm(self) -> bool:
+        return await asyncio.to_thread(self.signature.close_swarm)
+
+    async def pause(self) -> bool:
+        return await asyncio.to_thread(self.signature.pause)
+
+    async def resume(self) -> bool:
+        return await asyncio.to_thread(self.signature.resume)
+
+    async def cancel(self, terminate: bool = False) -> bool:
+        return await asyncio.to_thread(self.signature.cancel, terminate)
+
+
+async def swarm(*args: Any, **kwargs: Any) -> AioSwarm:
+    """``await mageflow.swarm(...)``: same arguments as :func:`mageflow_celery.swarm`."""
+    return AioSwarm(_swarm(*args, **kwargs))
+
+
+async def sign(task: Any, app: Celery | None = None, **kwargs: Any) -> MageflowSignature:
+    """``await mageflow.sign("process-file", file_path="a.txt")``: a signature with bound kwargs."""
+    from .client import Mageflow
+
+    return Mageflow(app or current_app).sign(task, **kwargs)
+
+
+class AioClient:
+    """``Mageflow.aio``: the coroutine versions bound to one client's app."""
+
+    def __init__(self, client: Mageflow) -> None:
+        self.client = client
+
+    async def swarm(self, *args: Any, **kwargs: Any) -> AioSwarm:
+        kwargs.setdefault("app", self.client.app)
+        return AioSwarm(_swarm(*args, **kwargs))
+
+    async def sign(self, task: Any, **kwargs: Any) -> MageflowSignature:
+        return self.client.sign(task, **kwargs)

@@ -1,0 +1,121 @@
+"""Seed-style messages: ``ReturnValue[T]`` and tasks whose single parameter is a pydantic model."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+import threading
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import BaseModel
+
+
+class _ReturnValueMarker:
+    def __repr__(self) -> str:
+        return "ReturnValue"
+
+
+RETURN_VALUE = _ReturnValueMarker()
+
+
+class ReturnValue:
+    """Marks where a swarm's result list (or a chain's parent result) goes.
+
+    ``ReturnValue[T]`` is ``Annotated[T, <marker>]``: use it on a field of a task's message model, or
+    on a parameter of a callback task.
+
+    Example:
+        >>> class Report(BaseModel):
+        ...     results: ReturnValue[list[int]]
+        >>> @mf.task(name="report")
+        ... def report(msg: Report) -> int:
+        ...     return sum(msg.results)
+    """
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return Annotated[item, RETURN_VALUE]
+
+
+def _is_return_value(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is Annotated and any(m is RETURN_VALUE for m in annotation.__metadata__)
+
+
+def return_value_field(model: type[BaseModel]) -> str | None:
+    """Name of the model field annotated ``ReturnValue[...]``, if any."""
+    for name, field in model.model_fields.items():
+        if any(m is RETURN_VALUE for m in field.metadata):
+            return name
+    return None
+
+
+def return_value_param(fn: Callable[..., Any]) -> str | None:
+    """Name of the function parameter annotated ``ReturnValue[...]``, if any."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return None
+    for name, annotation in hints.items():
+        if name != "return" and _is_return_value(annotation):
+            return name
+    return None
+
+
+def message_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
+    """The pydantic model of a function whose single parameter is annotated with one."""
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self",)]
+    if len(params) != 1:
+        return None
+    try:
+        hint = typing.get_type_hints(fn).get(params[0].name)
+    except Exception:
+        return None
+    return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+
+_loops = threading.local()
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run ``coro`` on this worker process's (and thread's) own event loop."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or getattr(_loops, "pid", None) != os.getpid() or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop, _loops.pid = loop, os.getpid()
+    return loop.run_until_complete(coro)
+
+
+def wrap_model_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Adapt ``fn`` (sync or async) so it can be called with flat kwargs (and a prepended parent result).
+
+    With a single pydantic-model parameter, the model is built from the kwargs (a validation error is a
+    task failure) and a prepended value fills its ``ReturnValue`` field.
+    """
+    model = message_model(fn)
+    rv_field = return_value_field(model) if model else None
+    is_async = inspect.iscoroutinefunction(fn)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if model is not None:
+            data = dict(kwargs)
+            if args and rv_field is not None:
+                data[rv_field] = args[0]
+            elif len(args) == 1 and isinstance(args[0], (model, dict)):
+                data = {**(args[0].model_dump() if isinstance(args[0], BaseModel) else args[0]), **data}
+            out = fn(model.model_validate(data))
+        else:
+            out = fn(*args, **kwargs)
+        return run_coroutine(out) if is_async else out
+
+    if model is not None:
+        run.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+                inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+            ]
+        )
+    return run
