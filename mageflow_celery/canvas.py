@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from celery import Celery, current_app, states
+from celery import Celery, Task, current_app, states
 from celery.canvas import Signature, signature
 from celery.result import EagerResult
 from pydantic import BaseModel
@@ -50,6 +50,18 @@ def _strict(app: Celery) -> bool:
     return bool(rt and rt.settings.strict_task_names)
 
 
+def _app_of(items: Iterable[Any]) -> Celery | None:
+    """The app of the first member or callback that knows its app (a task, or a signature of one)."""
+    for item in items:
+        if isinstance(item, Task):
+            return item.app
+        if isinstance(item, Signature):
+            app = item._app or (item._type.app if item._type is not None else None)
+            if app is not None:
+                return app  # type: ignore[no-any-return]
+    return None
+
+
 def swarm(
     tasks: Iterable[Any] = (),
     success_callbacks: Iterable[Any] = (),
@@ -73,7 +85,8 @@ def swarm(
         config: a :class:`SwarmConfig` (or a dict of its fields).
         is_swarm_closed: create the swarm closed (no member can be added).
         task_name: a display name for the swarm.
-        app: the Celery app (default: the current app).
+        app: the Celery app (default: the app of the first member or callback that knows it, else the
+            current app).
         kwargs: bound kwargs for every member (a dict or a pydantic model); also accepted as ``**bound_kwargs``.
         options: execution options that are defaults for every member (queue, priority, ...).
         immutable: an immutable swarm ignores the parent result in a chain.
@@ -88,7 +101,8 @@ def swarm(
         ...           config=SwarmConfig(max_concurrency=5), is_swarm_closed=True)
         >>> s.apply_async(kwargs={"batch": 7}).get()
     """
-    the_app = app or current_app
+    tasks, success_callbacks, error_callbacks = list(tasks), list(success_callbacks), list(error_callbacks)
+    the_app = app or _app_of([*tasks, *success_callbacks, *error_callbacks]) or current_app
     cfg = config if isinstance(config, SwarmConfig) else SwarmConfig(**dict(config or {}))
     strict = _strict(the_app)
     members = [to_signature(t, the_app, "member", strict) for t in tasks]
@@ -111,7 +125,7 @@ def swarm(
         options=dict(options or {}),
         subtask_type="swarm",
         immutable=immutable,
-        app=app,
+        app=the_app,
     )
     s._member_blobs(the_app)  # validates that members encode with the app's serializer
     return s

@@ -77,7 +77,7 @@ class Mageflow:
             opts = dict(options)
             if message_model(fn) is not None:
                 opts.setdefault("typing", False)
-            opts.setdefault("name", getattr(fn, "__name__", None))
+            opts.setdefault("shared", False)
             task: Task = self.app.task(**opts)(wrap_model_task(fn))
             return task
 

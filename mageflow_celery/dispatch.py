@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 from .eager import inline_wanted, run_inline
 from .keys import callback_task_id, member_task_id
 from .members import build_member
+from .model import callback_call
 from .runtime import Runtime
 from .signals import swarm_finished
 from .store import Transition
@@ -117,8 +118,10 @@ def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
     if fin in ("s", "f"):
         kind = "s" if fin == "s" else "e"
         for position, cb in enumerate(definition["success" if fin == "s" else "error"]):
-            signature(cb, app=app).apply_async(
-                (value,), task_id=callback_task_id(swarm_id, kind, position), parent_id=swarm_id, root_id=root_id
+            sig = signature(cb, app=app)
+            args, kwargs = callback_call(app, sig.task, value)
+            sig.apply_async(
+                args, kwargs, task_id=callback_task_id(swarm_id, kind, position), parent_id=swarm_id, root_id=root_id
             )
     canvas = definition.get("canvas") or {}
     if canvas:

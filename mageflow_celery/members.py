@@ -11,6 +11,7 @@ from celery.canvas import Signature, _chain, _chord, group, signature
 
 from .errors import MageflowError
 from .keys import member_task_id, step_task_id
+from .model import pydantic_model_param
 
 #: Options of a swarm that become defaults for every member (a member's own options win).
 MEMBER_DEFAULT_OPTIONS = frozenset(
@@ -57,10 +58,23 @@ def to_signature(obj: Any, app: Celery, what: str = "member", strict_names: bool
 
 
 def merge_into(sig: Signature, ctx: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Args and kwargs of a member: parent args first; member kwargs win over swarm kwargs (S4)."""
+    """Args and kwargs of a member: parent args first; member kwargs win over swarm kwargs (S4).
+
+    A Celery-native ``pydantic=True`` task gets the swarm kwargs merged into the dict of its model
+    parameter instead (when the publishing process has the task registered).
+    """
     if sig.immutable:
         return tuple(sig.args), dict(sig.kwargs)
-    return tuple(ctx["args"]) + tuple(sig.args), {**ctx["kwargs"], **sig.kwargs}
+    args = tuple(ctx["args"]) + tuple(sig.args)
+    param = pydantic_model_param(sig.app, sig.task)
+    if param is None:
+        return args, {**ctx["kwargs"], **sig.kwargs}
+    kwargs = dict(sig.kwargs)
+    if param in kwargs or not sig.args:
+        kwargs[param] = {**ctx["kwargs"], **dict(kwargs.get(param) or {})}
+    elif isinstance(sig.args[0], Mapping):
+        args = tuple(ctx["args"]) + ({**ctx["kwargs"], **sig.args[0]},) + tuple(sig.args[1:])
+    return args, kwargs
 
 
 def member_options(sig: Signature, ctx: Mapping[str, Any], swarm_id: str) -> dict[str, Any]:

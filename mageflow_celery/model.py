@@ -119,3 +119,40 @@ def wrap_model_task(fn: Callable[..., Any]) -> Callable[..., Any]:
             ]
         )
     return run
+
+
+def _task_function(app: Any, name: str) -> Callable[..., Any] | None:
+    task = app.tasks.get(name)
+    if task is None:
+        return None
+    run = getattr(task, "run", None)
+    return getattr(run, "__wrapped__", run)
+
+
+@functools.lru_cache(maxsize=1024)
+def _callback_param(app: Any, name: str) -> str | None:
+    fn = _task_function(app, name)
+    return return_value_param(fn) if fn is not None else None
+
+
+def callback_call(app: Any, name: str, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """How a callback receives the swarm's value: into its ``ReturnValue`` parameter, else prepended."""
+    param = _callback_param(app, name)
+    return ((), {param: value}) if param else ((value,), {})
+
+
+@functools.lru_cache(maxsize=1024)
+def pydantic_model_param(app: Any, name: str) -> str | None:
+    """For a Celery-native ``@app.task(pydantic=True)`` task: the name of its model parameter."""
+    task = app.tasks.get(name)
+    if task is None or getattr(task, "_dump_pydantic_arguments", None) is None:
+        return None
+    fn = _task_function(app, name)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        return None
+    for param, hint in hints.items():
+        if param != "return" and isinstance(hint, type) and issubclass(hint, BaseModel):
+            return param
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Literal
 
@@ -14,7 +15,9 @@ from .dispatch import follow, outcome_value
 from .errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
 from .runtime import Runtime, runtime_for
 from .signals import swarm_closed, swarm_paused, swarm_resumed
-from .summary import counts
+from .summary import COUNTS, counts
+
+logger = logging.getLogger("mageflow_celery")
 
 _CELERY_STATE = {
     "pending": states.PENDING,
@@ -25,6 +28,8 @@ _CELERY_STATE = {
     "cancelled": states.REVOKED,
 }
 _FIN = {"succeeded": "s", "failed": "f", "cancelled": "c"}
+#: Meta fields a :class:`SwarmProgress` is built from (read with one HMGET, never the blobs).
+PROGRESS_FIELDS = ("state", "paused", "name", "closed", "limit", "created_at", "finished_at", *COUNTS)
 
 
 class SwarmProgress(BaseModel):
@@ -154,6 +159,8 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
     ) -> Any:
         """Wait for the swarm to finish and return the result list the success callbacks receive.
 
+        Like ``AsyncResult.get``, an id with no state yet (a swarm later in a chain) is waited for.
+
         Raises:
             SwarmFailedError: the failure threshold was reached (``.summary`` has the details).
             SwarmCancelledError: the swarm was cancelled.
@@ -165,8 +172,8 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
-            meta = self._meta()
-            state = meta["state"].decode()
+            meta = self._rt.store.meta(self.id)  # absent = not created yet (e.g. a later chain step)
+            state = meta["state"].decode() if meta else "pending"
             if state in _FIN:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -184,7 +191,10 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
 
     def progress(self) -> SwarmProgress:
         """Counts per member state, the swarm state, flags and timestamps (one round trip)."""
-        return progress_from_meta(self.id, self._meta())
+        meta = self._rt.store.metas([self.id], PROGRESS_FIELDS)[0]
+        if "state" not in meta:
+            raise SwarmNotFoundError(self.id)
+        return progress_from_meta(self.id, meta)
 
     # -- lifecycle by id ----------------------------------------------------------------------------
 
@@ -199,7 +209,9 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
         if tr.status == "ok":
-            swarm_closed.send(sender=self.id, app=self.app, name=self._name())
+            name = self._name()
+            logger.info("swarm %s (%s) closed", self.id, name)
+            swarm_closed.send(sender=self.id, app=self.app, name=name)
             follow(rt, self.id, tr)
         return tr.status == "ok"
 
@@ -209,7 +221,9 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
         if tr.status == "ok":
-            swarm_paused.send(sender=self.id, app=self.app, name=self._name())
+            name = self._name()
+            logger.info("swarm %s (%s) paused", self.id, name)
+            swarm_paused.send(sender=self.id, app=self.app, name=name)
         return tr.status == "ok"
 
     def resume(self) -> bool:
@@ -219,7 +233,9 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
         if tr.status == "ok":
-            swarm_resumed.send(sender=self.id, app=self.app, name=self._name())
+            name = self._name()
+            logger.info("swarm %s (%s) resumed", self.id, name)
+            swarm_resumed.send(sender=self.id, app=self.app, name=name)
             follow(rt, self.id, tr)
         return tr.status == "ok"
 

@@ -1,0 +1,151 @@
+"""S4/S6 with the seed's spellings: Mageflow client, model messages, ReturnValue, the aio facade."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from celery import Celery
+from pydantic import BaseModel, ConfigDict
+
+from mageflow_celery import Mageflow, ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult
+from mageflow_celery import aio as mageflow
+from mageflow_celery.testing import wait_for
+from mageflow_celery.testing.plugin import WorkerFactory
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+
+class FileMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    file_path: str
+    batch: str = "none"
+
+
+class BatchMessage(BaseModel):
+    batch: str
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    results: ReturnValue[list[str]]
+    batch: str = "?"
+
+
+def _client(app: Celery, sink: Any) -> Mageflow:
+    mf = Mageflow(app)
+
+    @mf.task(name="process-file")
+    def process_file(msg: FileMessage) -> str:
+        return f"{msg.batch}:{msg.file_path}"
+
+    @mf.task(name="process-file-async")
+    async def process_file_async(msg: FileMessage) -> str:
+        await asyncio.sleep(0)
+        return f"async:{msg.file_path}"
+
+    @mf.task(name="consolidate")
+    def consolidate(msg: Report) -> int:
+        sink.rpush("test:report", ",".join(msg.results))
+        return len(msg.results)
+
+    @app.task(name="plain-callback", shared=False)
+    def plain_callback(results: ReturnValue[list[str]], label: str = "plain") -> None:
+        sink.rpush("test:plain", f"{label}={','.join(results)}")
+
+    return mf
+
+
+def test_model_tasks_receive_the_merged_message_and_return_value_callbacks_get_the_list(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: Any
+) -> None:
+    # Given seed-style tasks (a model parameter, an async one) and ReturnValue callbacks
+    mf = _client(mageflow_app, mageflow_redis)
+    mageflow_worker(concurrency=4)
+    s = mf.swarm(
+        tasks=[mf.sign("process-file", file_path=f"f{i}.csv") for i in range(3)]
+        + [mf.sign("process-file-async", file_path="x")],
+        success_callbacks=[mf.sign("consolidate"), mf.sign("plain-callback", label="L")],
+        config=SwarmConfig(max_concurrency=2),
+        is_swarm_closed=True,
+    )
+
+    # When the swarm starts with a model message
+    result = s.delay(BatchMessage(batch="b1"))
+
+    # Then each member built its model from the merged kwargs, and both callbacks got the list in order
+    expected = ["b1:f0.csv", "b1:f1.csv", "b1:f2.csv", "async:x"]
+    assert result.get(timeout=30) == expected
+    wait_for(lambda: mageflow_redis.llen("test:report") == 1 and mageflow_redis.llen("test:plain") == 1, timeout_s=20)
+    assert mageflow_redis.lrange("test:report", 0, -1) == [",".join(expected).encode()]
+    assert mageflow_redis.lrange("test:plain", 0, -1) == [f"L={','.join(expected)}".encode()]
+
+
+def test_a_message_that_fails_validation_is_a_member_failure_with_a_clear_message(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: Any
+) -> None:
+    # Given a model task given no file_path
+    mf = _client(mageflow_app, mageflow_redis)
+    mageflow_worker(concurrency=2)
+    s = mf.swarm(tasks=[mf.sign("process-file")], config=SwarmConfig(stop_after_n_failures=1), is_swarm_closed=True)
+
+    # When it runs, then the swarm fails and the summary names the validation error
+    with pytest.raises(SwarmFailedError) as err:
+        s.delay().get(timeout=30)
+    failure = err.value.summary["failures"][0]
+    assert failure["type"] == "ValidationError"
+    assert "file_path" in failure["message"]
+
+
+def test_the_seed_async_flow_runs_unchanged_but_for_imports(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: Any
+) -> None:
+    # Given the seed guide's dynamic flow, written with the aio facade
+    _client(mageflow_app, mageflow_redis)
+    mageflow_worker(concurrency=4)
+
+    async def flow() -> list[str]:
+        initial = [await mageflow.sign("process-file", file_path="first", app=mageflow_app)]
+        swarm = await mageflow.swarm(tasks=initial, config=SwarmConfig(max_concurrency=2), app=mageflow_app)
+        run = await swarm.aio_run_no_wait(BatchMessage(batch="seed"))
+        for item in ("a", "b"):
+            new_task = await mageflow.sign("process-file", file_path=item, app=mageflow_app)
+            await swarm.add_task(new_task)
+            await new_task.aio_run_no_wait(FileMessage(file_path=item))
+        await swarm.run_in_swarm(await mageflow.sign("process-file", file_path="c", app=mageflow_app))
+        await swarm.close_swarm()
+        return await run.get(timeout=30)  # type: ignore[no-any-return]
+
+    # When it runs, then the members added later are in add order, with the swarm message merged
+    assert asyncio.run(flow()) == ["seed:first", "seed:a", "seed:b", "seed:c"]
+
+
+def test_aio_calls_do_not_block_the_event_loop(mageflow_app: Celery, mageflow_worker: WorkerFactory) -> None:
+    # Given a swarm whose result is awaited while a ticker runs on the same loop
+    mf = _client(mageflow_app, None)
+    mageflow_worker(concurrency=2)
+
+    async def flow() -> tuple[Any, int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        s = await mf.aio.swarm(tasks=[mf.sign("process-file-async", file_path="z")], is_swarm_closed=True)
+        run = await s.aio_run_no_wait(BatchMessage(batch="x"))
+        value = await run.get(timeout=30)
+        done.set()
+        await task
+        return value, ticks
+
+    # Then the loop kept ticking while the swarm ran
+    value, ticks = asyncio.run(flow())
+    assert value == ["async:z"]
+    assert ticks > 1
+    assert SwarmResult  # the sync handle stays importable next to the facade
