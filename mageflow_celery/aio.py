@@ -68,7 +68,7 @@ class AioSwarm:
 
     @property
     def id(self) -> str | None:
-        return self.signature.id  # type: ignore[no-any-return]
+        return self.signature.swarm_id or None
 
     async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AioSwarmResult:
         """Start the swarm with ``message`` (a pydantic model or a dict) as its run kwargs."""

@@ -11,6 +11,7 @@ from celery.canvas import Signature, signature
 from celery.result import EagerResult
 from pydantic import BaseModel
 
+from ._compat import from_dict, known_app, merge
 from .config import SwarmConfig, result_ttl_default
 from .dispatch import follow
 from .eager import inline_members, inline_wanted
@@ -56,7 +57,7 @@ def _app_of(items: Iterable[Any]) -> Celery | None:
         if isinstance(item, Task):
             return item.app
         if isinstance(item, Signature):
-            app = item._app or (item._type.app if item._type is not None else None)
+            app = known_app(item)
             if app is not None:
                 return app  # type: ignore[no-any-return]
     return None
@@ -143,8 +144,8 @@ class Swarm(Signature):
     _created_with: Any = None
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Swarm:  # type: ignore[override]
-        s = cls(dict(d), app=app)
+    def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Swarm:
+        s: Swarm = from_dict(cls, dict(d), app=app)
         s.definition  # noqa: B018 - validates
         return s
 
@@ -187,7 +188,7 @@ class Swarm(Signature):
 
     # -- identity -----------------------------------------------------------------------------------
 
-    def freeze(  # type: ignore[override]
+    def freeze(
         self,
         _id: str | None = None,
         group_id: str | None = None,
@@ -198,9 +199,14 @@ class Swarm(Signature):
     ) -> SwarmResult:
         """Assign the swarm id (no I/O), like :meth:`celery.canvas.Signature.freeze`."""
         super().freeze(_id, group_id, chord, root_id, parent_id, group_index)
-        if MEMBER_SEP in self.id:
-            raise MageflowError(f"a swarm id cannot contain {MEMBER_SEP!r}: {self.id!r}")
-        return SwarmResult(self.id, app=self.app)
+        if MEMBER_SEP in self.swarm_id:
+            raise MageflowError(f"a swarm id cannot contain {MEMBER_SEP!r}: {self.swarm_id!r}")
+        return SwarmResult(self.swarm_id, app=self.app)
+
+    @property
+    def swarm_id(self) -> str:
+        """The swarm id (``options['task_id']``); empty until frozen."""
+        return str(self.options.get("task_id") or "")
 
     def fresh(self) -> Swarm:
         """An unfrozen copy: applying it creates a new swarm."""
@@ -240,6 +246,7 @@ class Swarm(Signature):
             "result_ttl": cfg.result_ttl_s or result_ttl_default(rt.app.conf),
             "dispatch_to": cfg.dispatch_timeout_s,
             "lease_s": cfg.lease_s,
+            "on_lost": cfg.on_lost,
             "fin": "",
             "max_err": cfg.summary_max_failures,
             "revoke_on_fail": int(cfg.revoke_on_failure),
@@ -252,11 +259,11 @@ class Swarm(Signature):
         self.freeze()
         if self._created_with is not rt.store:
             blobs = self._member_blobs(self.app)
-            rt.store.create(self.id, self._meta(rt), blobs)
+            rt.store.create(self.swarm_id, self._meta(rt), blobs)
             self._created_with = rt.store
-        return rt, self.id
+        return rt, self.swarm_id
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | BaseModel | None = None,
@@ -270,9 +277,9 @@ class Swarm(Signature):
         """
         run_kwargs = as_kwargs(kwargs)
         options = {k: v for k, v in options.items() if v is not None}
-        if options.get("task_id") and not self.id:
+        if options.get("task_id") and not self.swarm_id:
             self.options["task_id"] = options["task_id"]
-        merged_args, merged_kwargs, opts = self._merge(tuple(args or ()), run_kwargs, options)
+        merged_args, merged_kwargs, opts = merge(self, tuple(args or ()), run_kwargs, options)
         rt, swarm_id = self._ensure_created()
         root_id = opts.get("root_id") or swarm_id
         ctx = {
@@ -308,9 +315,9 @@ class Swarm(Signature):
             result.get(disable_sync_subtasks=False)  # raises SwarmFailedError with the summary
         return result
 
-    def apply(  # type: ignore[override]
+    def apply(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | BaseModel | None = None, **options: Any
-    ) -> EagerResult:
+    ) -> EagerResult[Any]:
         """Run the swarm inline in this process (members one at a time), like ``Signature.apply``."""
         with inline_members():
             result = self.apply_async(args, kwargs, **options)
@@ -322,7 +329,7 @@ class Swarm(Signature):
             return EagerResult(result.id, exc, states.FAILURE)
         return EagerResult(result.id, value, states.SUCCESS)
 
-    def delay(self, *args: Any, **kwargs: Any) -> SwarmResult:  # type: ignore[override]
+    def delay(self, *args: Any, **kwargs: Any) -> SwarmResult:
         """Start the swarm; ``s.delay(model)`` takes a pydantic model as the message."""
         if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
             return self.apply_async(kwargs=args[0])
@@ -364,7 +371,7 @@ class Swarm(Signature):
 
     def _result(self) -> SwarmResult:
         self._ensure_created()
-        return SwarmResult(self.id, app=self.app)
+        return SwarmResult(self.swarm_id, app=self.app)
 
     def close_swarm(self) -> bool:
         """Accept no more members; the swarm finishes once its members did. ``True`` if it changed."""

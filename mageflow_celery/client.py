@@ -13,6 +13,7 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
+from ._compat import from_dict
 from .canvas import Swarm, as_kwargs, swarm
 from .model import message_model, wrap_model_task
 from .runtime import install
@@ -30,26 +31,26 @@ class MageflowSignature(Signature):
         self._swarm = (swarm_id, index, app)
         self.options["task_id"] = member_task_id(swarm_id, index)
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | BaseModel | None = None,
         route_name: str | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         if self._swarm is not None:
             from .membership import queue_member
 
             swarm_id, index, app = self._swarm
             return queue_member(self, app, swarm_id, index, args, kwargs, options)
-        return super().apply_async(args, as_kwargs(kwargs), route_name, **options)
+        return super().apply_async(tuple(args or ()), as_kwargs(kwargs), route_name, **options)
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:  # type: ignore[override]
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
             return self.apply_async(kwargs=args[0])
         return self.apply_async(args, kwargs)
 
-    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult:
+    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult[Any]:
         """Seed spelling of ``apply_async(kwargs=message)``, run off the event loop."""
         return await asyncio.to_thread(self.apply_async, None, message if message is not None else kwargs)
 
@@ -73,22 +74,22 @@ class Mageflow:
         """``app.task`` for seed-style functions: sync or ``async def``, and a single pydantic-model
         parameter built from the message's flat kwargs (validation errors fail the task)."""
 
-        def decorate(fn: Callable[..., Any]) -> Task:
+        def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
             opts = dict(options)
             if message_model(fn) is not None:
                 opts.setdefault("typing", False)
             opts.setdefault("shared", False)
-            task: Task = self.app.task(**opts)(wrap_model_task(fn))
+            task: Task[Any, Any] = self.app.task(**opts)(wrap_model_task(fn))
             return task
 
         if len(args) == 1 and callable(args[0]) and not options:
             return decorate(args[0])
         return decorate
 
-    def sign(self, task: str | Task | Signature, **kwargs: Any) -> MageflowSignature:
+    def sign(self, task: str | Task[Any, Any] | Signature[Any], **kwargs: Any) -> MageflowSignature:
         """A signature of ``task`` (a name or a task) with bound kwargs; a pydantic model is accepted."""
         if isinstance(task, Signature):
-            sig = MageflowSignature(dict(task), app=self.app)
+            sig: MageflowSignature = from_dict(MageflowSignature, dict(task), app=self.app)
             sig.kwargs.update(kwargs)
             return sig
         name = task if isinstance(task, str) else task.name

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kombu.exceptions import DecodeError, EncodeError
-from kombu.serialization import dumps, loads, registry
+from kombu.serialization import dumps, loads
 
+from ._compat import serializer_registry
 from .errors import MageflowError, NotSerializableError
 
 
@@ -15,7 +16,7 @@ class Codec:
 
     def __init__(self, serializer: str) -> None:
         try:
-            self.content_type, self.content_encoding, _ = registry._encoders[serializer]
+            self.content_type, self.content_encoding, _ = serializer_registry._encoders[serializer]
         except KeyError:
             raise MageflowError(f"unknown serializer {serializer!r}") from None
         self.serializer = serializer

@@ -69,13 +69,12 @@ def run_inline(rt: Runtime, swarm_id: str, tr: Transition) -> list[Transition]:
         rt.store.receive(swarm_id, index)
         try:
             kind, value = _apply_member(build_member(rt.app, swarm_id, index, codec.loads(blob), ctx))
-        except Exception as exc:  # the message could not be built (S4): a member failure
-            kind, value = "f", exc
+        except Exception as build_error:  # the message could not be built (S4): a member failure
+            kind, value = "f", build_error
         if kind == "s":
             payload = rt.result_codec.dumps(value, "member result")
         else:
-            exc = value if isinstance(value, BaseException) else None
-            payload = error_record(swarm_id, index, None, exc)
+            payload = error_record(swarm_id, index, None, value if isinstance(value, BaseException) else None)
         nxt = rt.store.report(swarm_id, [(index, kind, payload)], want_ctx=False)
         todo.extend(nxt.admitted)
         if nxt.fin or nxt.revoke:

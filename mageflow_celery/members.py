@@ -7,8 +7,9 @@ from typing import Any
 
 from celery import Celery
 from celery.app.task import Task
-from celery.canvas import Signature, _chain, _chord, group, signature
+from celery.canvas import Signature, _chain, group, signature
 
+from ._compat import ChordType
 from .errors import MageflowError
 from .keys import member_task_id, step_task_id
 from .model import pydantic_model_param
@@ -24,7 +25,7 @@ CANVAS_OPTIONS = frozenset(
 
 
 def _refuse_nested(sig: Signature, what: str) -> None:
-    if isinstance(sig, (group, _chord)) or sig.get("subtask_type") in {"group", "chord", "swarm"}:
+    if isinstance(sig, (group, ChordType)) or sig.get("subtask_type") in {"group", "chord", "swarm"}:
         kind = sig.get("subtask_type") or type(sig).__name__
         raise MageflowError(f"a {kind} cannot be a swarm {what} in this version (only tasks and chains)")
 
@@ -94,7 +95,8 @@ def build_member(app: Celery, swarm_id: str, index: int, data: Mapping[str, Any]
         for k, step in enumerate(steps):
             step.options["task_id"] = tid if k == len(steps) - 1 else step_task_id(swarm_id, index, k)
         if not sig.immutable:
-            steps[0].args, steps[0].kwargs = merge_into(steps[0], ctx)
+            first_args, first_kwargs = merge_into(steps[0], ctx)
+            steps[0] = steps[0].replace(args=first_args, kwargs=first_kwargs)
         built: Signature = _chain(*steps, app=app)
         built.options.update(member_options(sig, ctx, swarm_id))
         return built

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,11 +11,14 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
+from ._compat import from_dict, merge
 from .dispatch import follow
 from .errors import MageflowError, SwarmClosedError, SwarmNotFoundError, TooManyTasksError
 from .keys import member_task_id
 from .members import CANVAS_OPTIONS
 from .runtime import runtime_for
+
+logger = logging.getLogger("mageflow_celery")
 
 _STATUS_ERRORS: dict[str, tuple[type[Exception], str]] = {
     "closed": (SwarmClosedError, "swarm {id} is closed, failed, cancelled or finished"),
@@ -48,12 +52,12 @@ def queue_member(
     args: Iterable[Any] | None,
     kwargs: Mapping[str, Any] | BaseModel | None,
     options: Mapping[str, Any],
-) -> AsyncResult:
+) -> AsyncResult[Any]:
     """Queue member ``index`` with its run args/kwargs merged in (member run kwargs win)."""
     from .canvas import as_kwargs
 
     rt = runtime_for(app)
-    new_args, new_kwargs, new_opts = sig._merge(tuple(args or ()), as_kwargs(kwargs), dict(options))
+    new_args, new_kwargs, new_opts = merge(sig, tuple(args or ()), as_kwargs(kwargs), dict(options))
     data = dict(sig)
     data.update(
         args=tuple(new_args),
@@ -63,6 +67,7 @@ def queue_member(
     blob = rt.task_codec.dumps(data, "swarm member")
     tr = rt.store.enqueue(swarm_id, index, blob, want_ctx=rt.cached_ctx(swarm_id) is None)
     check_status(tr.status, swarm_id, index)
+    logger.debug("swarm %s: member %d queued", swarm_id, index)
     follow(rt, swarm_id, tr)
     return AsyncResult(member_task_id(swarm_id, index), app=app)
 
@@ -76,21 +81,21 @@ class SwarmMember(Signature):
     swarm_id: str = ""
     index: int = -1
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: Iterable[Any] | None = None,
         kwargs: Mapping[str, Any] | BaseModel | None = None,
         route_name: str | None = None,
         **options: Any,
-    ) -> AsyncResult:
+    ) -> AsyncResult[Any]:
         return queue_member(self, self.app, self.swarm_id, self.index, args, kwargs, options)
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:  # type: ignore[override]
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         """Queue the member; ``member.delay(model)`` takes a pydantic model as its message."""
         a, kw = _model_or_kwargs(args, kwargs)
         return self.apply_async(a, kw)
 
-    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult:
+    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult[Any]:
         """Seed spelling: queue the member with ``message`` (a model or dict), off the event loop."""
         import asyncio
 
@@ -103,7 +108,7 @@ def adopt(original: Any, sig: Signature, swarm_id: str, index: int, app: Celery)
     if callable(bind):
         bind(swarm_id, index, app)
         return original  # type: ignore[no-any-return]
-    member = SwarmMember(dict(sig), app=app)
+    member: SwarmMember = from_dict(SwarmMember, dict(sig), app=app)
     member.options["task_id"] = member_task_id(swarm_id, index)
     member.swarm_id = swarm_id
     member.index = index

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from celery import states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from celery.result import AsyncResult, assert_will_not_block
+from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict
 
+from ._compat import assert_will_not_block
 from .dispatch import follow, outcome_value
 from .errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
 from .runtime import Runtime, runtime_for
@@ -18,6 +19,11 @@ from .signals import swarm_closed, swarm_paused, swarm_resumed
 from .summary import COUNTS, counts
 
 logger = logging.getLogger("mageflow_celery")
+
+if TYPE_CHECKING:
+    _AsyncResultBase = AsyncResult[Any]
+else:
+    _AsyncResultBase = AsyncResult
 
 _CELERY_STATE = {
     "pending": states.PENDING,
@@ -93,7 +99,7 @@ def progress_from_meta(swarm_id: str, meta: dict[str, bytes]) -> SwarmProgress:
     )
 
 
-class SwarmResult(AsyncResult):  # type: ignore[misc]
+class SwarmResult(_AsyncResultBase):
     """Handle on a swarm by id; stands in for an :class:`~celery.result.AsyncResult`.
 
     ``SwarmResult(swarm_id, app=app)`` rebuilds it anywhere (a web request, a script). The state is
@@ -129,7 +135,7 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         meta = self._rt.store.meta(self.id)
         return _CELERY_STATE[meta["state"].decode()] if meta else states.PENDING
 
-    status = state
+    status = state  # type: ignore[assignment]
 
     def ready(self) -> bool:
         return self.state in states.READY_STATES
@@ -141,7 +147,7 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
         return self.state == states.FAILURE
 
     @property
-    def result(self) -> Any:  # type: ignore[override]
+    def result(self) -> Any:
         """The result list once succeeded, the failure summary once failed, else ``None``."""
         meta = self._rt.store.meta(self.id)
         fin = _FIN.get(meta["state"].decode()) if meta else None
@@ -187,7 +193,7 @@ class SwarmResult(AsyncResult):  # type: ignore[misc]
             raise SwarmFailedError(value)
         return value
 
-    wait = get
+    wait = get  # type: ignore[assignment]
 
     def progress(self) -> SwarmProgress:
         """Counts per member state, the swarm state, flags and timestamps (one round trip)."""

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from celery.utils.dispatch import Signal
 
-swarm_started = Signal(name="swarm_started", providing_args={"app", "name"})
-swarm_closed = Signal(name="swarm_closed", providing_args={"app", "name"})
-swarm_paused = Signal(name="swarm_paused", providing_args={"app", "name"})
-swarm_resumed = Signal(name="swarm_resumed", providing_args={"app", "name"})
-swarm_finished = Signal(name="swarm_finished", providing_args={"app", "name", "state"})
+swarm_started = Signal(name="swarm_started", providing_args=["app", "name"])
+swarm_closed = Signal(name="swarm_closed", providing_args=["app", "name"])
+swarm_paused = Signal(name="swarm_paused", providing_args=["app", "name"])
+swarm_resumed = Signal(name="swarm_resumed", providing_args=["app", "name"])
+swarm_finished = Signal(name="swarm_finished", providing_args=["app", "name", "state"])

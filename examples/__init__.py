@@ -1,0 +1,1 @@
+"""Runnable examples of mageflow_celery (see examples/README.md)."""
