@@ -17,8 +17,9 @@ from .dispatch import follow
 from .eager import inline_members, inline_wanted
 from .errors import MageflowError, SwarmCancelledError, SwarmFailedError, SwarmNotFoundError, TooManyTasksError
 from .keys import MEMBER_SEP
-from .members import MEMBER_DEFAULT_OPTIONS, to_signature
+from .members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
 from .membership import SwarmMember, adopt, check_status
+from .oncommit import OnCommitMixin, on_commit
 from .result import SwarmResult
 from .runtime import Runtime, installed_runtime, runtime_for
 from .signals import swarm_closed, swarm_started
@@ -111,9 +112,9 @@ def swarm(
         raise TooManyTasksError(f"{len(members)} tasks given, max_task_allowed is {cfg.max_task_allowed}")
     definition = {
         "v": SCHEMA_VERSION,
-        "tasks": [dict(m) for m in members],
-        "success_callbacks": [dict(to_signature(c, the_app, "success callback", strict)) for c in success_callbacks],
-        "error_callbacks": [dict(to_signature(c, the_app, "error callback", strict)) for c in error_callbacks],
+        "tasks": [plain(m) for m in members],
+        "success_callbacks": [plain(to_signature(c, the_app, "success callback", strict)) for c in success_callbacks],
+        "error_callbacks": [plain(to_signature(c, the_app, "error callback", strict)) for c in error_callbacks],
         "config": cfg.model_dump(mode="json"),
         "closed": bool(is_swarm_closed),
         "name": task_name,
@@ -133,7 +134,7 @@ def swarm(
 
 
 @Signature.register_type(name="swarm")
-class Swarm(Signature):
+class Swarm(OnCommitMixin, Signature):
     """A group of tasks run with a concurrency limit, growable until closed, with callbacks.
 
     Build it with :func:`swarm`. It is a Celery signature: JSON round-trips, works in chains, groups,
@@ -145,7 +146,7 @@ class Swarm(Signature):
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], app: Celery | None = None) -> Swarm:
-        s: Swarm = from_dict(cls, dict(d), app=app)
+        s: Swarm = from_dict(cls, {**d, "args": tuple(d.get("args") or ())}, app=app)
         s.definition  # noqa: B018 - validates
         return s
 
@@ -328,6 +329,24 @@ class Swarm(Signature):
         except SwarmFailedError as exc:
             return EagerResult(result.id, exc, states.FAILURE)
         return EagerResult(result.id, value, states.SUCCESS)
+
+    def apply_async_on_commit(self, *args: Any, **kwargs: Any) -> SwarmResult:  # type: ignore[override]
+        """Start the swarm when the current Django transaction commits; the id is known at once.
+
+        Example:
+            >>> with transaction.atomic():
+            ...     order = Order.objects.create(...)
+            ...     swarm_id = s.apply_async_on_commit(kwargs={"order": order.pk}).id
+        """
+        result = self.freeze()
+        on_commit(self.apply_async, *args, **kwargs)
+        return result
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> SwarmResult:  # type: ignore[override]
+        """``delay`` when the current Django transaction commits; returns the (frozen) result at once."""
+        result = self.freeze()
+        on_commit(self.delay, *args, **kwargs)
+        return result
 
     def delay(self, *args: Any, **kwargs: Any) -> SwarmResult:
         """Start the swarm; ``s.delay(model)`` takes a pydantic model as the message."""

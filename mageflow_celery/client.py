@@ -16,10 +16,11 @@ from pydantic import BaseModel
 from ._compat import from_dict
 from .canvas import Swarm, as_kwargs, swarm
 from .model import message_model, wrap_model_task
+from .oncommit import OnCommitMixin
 from .runtime import install
 
 
-class MageflowSignature(Signature):
+class MageflowSignature(OnCommitMixin, Signature):
     """A signature made by :meth:`Mageflow.sign`. Once added to a swarm with ``add_task``, applying it
     (``delay``, ``apply_async``, ``aio_run_no_wait``) queues it in that swarm instead of publishing it."""
 

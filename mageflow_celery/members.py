@@ -58,6 +58,15 @@ def to_signature(obj: Any, app: Celery, what: str = "member", strict_names: bool
     return sig
 
 
+def plain(sig: Signature) -> dict[str, Any]:
+    """The signature as a JSON-shaped dict (args as lists, chain steps too), so a JSON round trip is equal."""
+    d = dict(sig)
+    d["args"] = list(d.get("args") or ())
+    if d.get("subtask_type") == "chain":
+        d["kwargs"] = {**d["kwargs"], "tasks": [plain(signature(t)) for t in d["kwargs"]["tasks"]]}
+    return d
+
+
 def merge_into(sig: Signature, ctx: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Args and kwargs of a member: parent args first; member kwargs win over swarm kwargs (S4).
 

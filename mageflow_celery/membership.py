@@ -16,6 +16,7 @@ from .dispatch import follow
 from .errors import MageflowError, SwarmClosedError, SwarmNotFoundError, TooManyTasksError
 from .keys import member_task_id
 from .members import CANVAS_OPTIONS
+from .oncommit import OnCommitMixin
 from .runtime import runtime_for
 
 logger = logging.getLogger("mageflow_celery")
@@ -72,7 +73,7 @@ def queue_member(
     return AsyncResult(member_task_id(swarm_id, index), app=app)
 
 
-class SwarmMember(Signature):
+class SwarmMember(OnCommitMixin, Signature):
     """A member registered in a swarm; ``apply_async``/``delay`` queue it there (once).
 
     ``member.id`` is its deterministic task id, so ``AsyncResult(member.id)`` works.
