@@ -15,7 +15,14 @@ from ._compat import from_dict, known_app, merge
 from .config import SwarmConfig, result_ttl_default
 from .dispatch import follow
 from .eager import inline_members, inline_wanted
-from .errors import MageflowError, SwarmCancelledError, SwarmFailedError, SwarmNotFoundError, TooManyTasksError
+from .errors import (
+    MageflowError,
+    SwarmCancelledError,
+    SwarmClosedError,
+    SwarmFailedError,
+    SwarmNotFoundError,
+    TooManyTasksError,
+)
 from .keys import MEMBER_SEP
 from .members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
 from .membership import SwarmMember, adopt, check_status
@@ -361,6 +368,11 @@ class Swarm(OnCommitMixin, Signature):
         if kwargs is not None:
             sig = sig.clone(kwargs=as_kwargs(kwargs))
         blob = runtime_for(self.app).task_codec.dumps(dict(sig), "swarm member")
+        if self.definition["closed"]:  # closed from the start: refuse before creating anything
+            raise SwarmClosedError(f"swarm {self.swarm_id or '(not started)'} was created closed")
+        cfg = self.config
+        if cfg.max_task_allowed is not None and len(self.definition["tasks"]) >= cfg.max_task_allowed:
+            raise TooManyTasksError(f"swarm already has max_task_allowed={cfg.max_task_allowed} members")
         rt, swarm_id = self._ensure_created()
         tr = rt.store.add(swarm_id, [blob], run=run, want_ctx=rt.cached_ctx(swarm_id) is None)
         check_status(tr.status, swarm_id)

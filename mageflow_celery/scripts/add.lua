@@ -4,9 +4,9 @@
 -- Returns {'ok', fin, ids, sigs, ctx, {}, first_index} | {'closed'} | {'toomany'} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
-if m.closed == 1 or is_finished(m) then return {'closed'} end
 local n = #ARGV - 2
 if m.max_tasks > 0 and m.total + n > m.max_tasks then return {'toomany'} end
+if m.closed == 1 or is_finished(m) then return {'closed'} end
 local t = now()
 local first = m.total
 local fields, ids = {}, {}
