@@ -288,7 +288,8 @@ class Swarm(OnCommitMixin, Signature):
         if options.get("task_id") and not self.swarm_id:
             self.options["task_id"] = options["task_id"]
         merged_args, merged_kwargs, opts = merge(self, tuple(args or ()), run_kwargs, options)
-        rt, swarm_id = self._ensure_created()
+        rt = runtime_for(self.app)
+        swarm_id = self.freeze().id
         root_id = opts.get("root_id") or swarm_id
         ctx = {
             "args": list(merged_args),
@@ -308,6 +309,7 @@ class Swarm(OnCommitMixin, Signature):
         codec = rt.task_codec
         ctx_blob = codec.dumps(ctx, "swarm arguments")
         def_blob = codec.dumps(definition, "swarm callbacks and canvas options")
+        self._ensure_created()  # only once everything is validated and encoded
         tr = rt.store.start(swarm_id, ctx_blob, def_blob, want_ctx=False)
         result = SwarmResult(swarm_id, app=self.app)
         if tr.status == "started":
