@@ -40,22 +40,22 @@ class SwarmConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Members holding a token (dispatched or running) at any moment.
-    max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, ge=1)
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
     #: The swarm fails once this many members failed; ``None`` = never.
-    stop_after_n_failures: int | None = Field(None, ge=1)
+    stop_after_n_failures: int | None = Field(default=None, ge=1)
     #: The most members the swarm accepts in total; reaching it closes the swarm.
-    max_task_allowed: int | None = Field(None, ge=1)
+    max_task_allowed: int | None = Field(default=None, ge=1)
     #: Revoke (terminate) running members when the swarm fails.
     revoke_on_failure: bool = False
-    lease_s: float = Field(DEFAULT_LEASE_S, ge=1)
+    lease_s: float = Field(default=DEFAULT_LEASE_S, ge=1)
     on_lost: Literal["retry", "fail"] = "retry"
-    dispatch_timeout_s: float = Field(DEFAULT_DISPATCH_TIMEOUT_S, ge=1)
+    dispatch_timeout_s: float = Field(default=DEFAULT_DISPATCH_TIMEOUT_S, ge=1)
     #: ``"succeeded"``: callbacks get the succeeded members' results; ``"aligned"``: ``None`` at failed indices.
     results: Literal["succeeded", "aligned"] = "succeeded"
-    summary_max_failures: int = Field(DEFAULT_SUMMARY_MAX_FAILURES, ge=0)
-    idle_ttl_s: int = Field(DEFAULT_IDLE_TTL_S, ge=1)
+    summary_max_failures: int = Field(default=DEFAULT_SUMMARY_MAX_FAILURES, ge=0)
+    idle_ttl_s: int = Field(default=DEFAULT_IDLE_TTL_S, ge=1)
     #: ``None`` = ``app.conf.result_expires`` (or one day when that is unset).
-    result_ttl_s: int | None = Field(None, ge=1)
+    result_ttl_s: int | None = Field(default=None, ge=1)
 
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -67,7 +67,7 @@ class MageflowSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     redis_url: str
-    key_prefix: str = Field(DEFAULT_PREFIX, pattern=_PREFIX_RE.pattern)
+    key_prefix: str = Field(default=DEFAULT_PREFIX, pattern=_PREFIX_RE.pattern)
     strict_task_names: bool = False
 
     def __repr__(self) -> str:

@@ -54,11 +54,14 @@ def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) 
 
 
 def _revoke_and_finalize(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool) -> None:
-    if tr.revoke and not rt.app.conf.task_always_eager:
-        ids = [member_task_id(swarm_id, i) for i in tr.revoke]
-        rt.app.control.revoke(ids, terminate=terminate)
-    if tr.fin:
-        finalize(rt, swarm_id, tr.fin)
+    try:
+        if tr.revoke and not rt.app.conf.task_always_eager:
+            ids = [member_task_id(swarm_id, i) for i in tr.revoke]
+            # A failure decision only revokes with ``revoke_on_failure``, which stops executing members too.
+            rt.app.control.revoke(ids, terminate=terminate or tr.fin == "f")
+    finally:  # finalize even when the broker refused the revoke (the error still reaches the caller)
+        if tr.fin:
+            finalize(rt, swarm_id, tr.fin)
 
 
 def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[int, str, bytes]]:
@@ -71,6 +74,7 @@ def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[in
     codec = rt.task_codec
     failed: list[tuple[int, str, bytes]] = []
     with app.producer_or_acquire() as producer:
+        transient = (OperationalError, AttributeError, OSError, *producer.connection.connection_errors)
         for index, blob in tr.admitted:
             try:
                 member = build_member(app, swarm_id, index, codec.loads(blob), ctx)
@@ -78,7 +82,8 @@ def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[in
                     member.apply_async()
                 else:
                     member.apply_async(producer=producer)
-            except OperationalError:
+            except transient:
+                # a broker or connection error (kombu does not wrap every one): the member stays dispatched
                 logger.exception("swarm %s: publishing member %d failed; it will be re-published", swarm_id, index)
             except Exception as exc:
                 logger.warning("swarm %s: member %d cannot be published: %r", swarm_id, index, exc)
@@ -119,7 +124,7 @@ def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
         kind = "s" if fin == "s" else "e"
         for position, cb in enumerate(definition["success" if fin == "s" else "error"]):
             sig = signature(cb, app=app)
-            args, kwargs = callback_call(app, sig.task, value)
+            args, kwargs = callback_call(app, str(sig.task), value)
             sig.apply_async(
                 args, kwargs, task_id=callback_task_id(swarm_id, kind, position), parent_id=swarm_id, root_id=root_id
             )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import inspect
 import os
 import threading
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,22 +23,19 @@ class _ReturnValueMarker:
 RETURN_VALUE = _ReturnValueMarker()
 
 
-class ReturnValue:
-    """Marks where a swarm's result list (or a chain's parent result) goes.
+T = TypeVar("T")
 
-    ``ReturnValue[T]`` is ``Annotated[T, <marker>]``: use it on a field of a task's message model, or
-    on a parameter of a callback task.
-
-    Example:
-        >>> class Report(BaseModel):
-        ...     results: ReturnValue[list[int]]
-        >>> @mf.task(name="report")
-        ... def report(msg: Report) -> int:
-        ...     return sum(msg.results)
-    """
-
-    def __class_getitem__(cls, item: Any) -> Any:
-        return Annotated[item, RETURN_VALUE]
+#: Marks where a swarm's result list (or a chain's parent result) goes: ``ReturnValue[T]`` is
+#: ``Annotated[T, <marker>]``. Use it on a field of a task's message model, or on a parameter of a
+#: callback task::
+#:
+#:     class Report(BaseModel):
+#:         results: ReturnValue[list[int]]
+#:
+#:     @mf.task(name="report")
+#:     def report(msg: Report) -> int:
+#:         return sum(msg.results)
+ReturnValue = Annotated[T, RETURN_VALUE]
 
 
 def _is_return_value(annotation: Any) -> bool:
@@ -77,6 +75,14 @@ def message_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
 
 
 _loops = threading.local()
+_all_loops: list[asyncio.AbstractEventLoop] = []
+
+
+@atexit.register
+def _close_loops() -> None:
+    for loop in _all_loops:
+        if not loop.is_closed() and not loop.is_running():
+            loop.close()
 
 
 def run_coroutine(coro: Any) -> Any:
@@ -85,6 +91,7 @@ def run_coroutine(coro: Any) -> Any:
     if loop is None or getattr(_loops, "pid", None) != os.getpid() or loop.is_closed():
         loop = asyncio.new_event_loop()
         _loops.loop, _loops.pid = loop, os.getpid()
+        _all_loops.append(loop)
     return loop.run_until_complete(coro)
 
 

@@ -15,7 +15,7 @@ import redis
 from redis.commands.core import Script
 
 from .errors import StateStoreError
-from .keys import SwarmKeys, index_key
+from .keys import SwarmKeys, index_key, reaper_lock_key
 from .scripts import SOURCES
 
 
@@ -191,3 +191,132 @@ class SwarmStore:
             else:
                 self._read("index", self.client.zrem, key, swarm_id)
         return alive
+
+    def metas(self, swarm_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, bytes]]:
+        """The given meta fields of several swarms in one pipelined round trip (``{}`` for a missing swarm)."""
+        pipe = self.client.pipeline(transaction=False)
+        for swarm_id in swarm_ids:
+            pipe.hmget(self.keys(swarm_id).meta, list(fields))
+        rows = self._read("meta", pipe.execute) if swarm_ids else []
+        return [{f: bytes(v) for f, v in zip(fields, row, strict=True) if v is not None} for row in rows]
+
+    def indexed(self, fields: Sequence[str]) -> list[tuple[str, dict[str, bytes]]]:
+        """``(id, meta fields)`` of every indexed swarm that still exists, newest first.
+
+        Entries whose swarm expired (no ``state`` field) are removed from the index.
+        """
+        key = index_key(self.prefix)
+        ids = [_s(x) for x in self._read("index", self.client.zrevrange, key, 0, -1)]
+        rows = self.metas(ids, list(dict.fromkeys(["state", *fields]))) if ids else []
+        stale = [swarm_id for swarm_id, row in zip(ids, rows, strict=True) if "state" not in row]
+        if stale:
+            self._read("index", self.client.zrem, key, *stale)
+        return [(swarm_id, row) for swarm_id, row in zip(ids, rows, strict=True) if "state" in row]
+
+    # -- leases and the reaper (lease.py, reaper.py) ------------------------------------------------
+
+    def renew_many(self, held: dict[str, list[int]], take: bool = True) -> dict[str, Renewal | None]:
+        """Extend the leases of members a worker holds, per swarm (``None``: the swarm is gone).
+
+        Standalone Redis: one pipelined round trip for all swarms. Cluster: one call per swarm (the
+        swarms' keys live on different slots).
+        """
+        args = {sid: [int(take), *idx] for sid, idx in held.items() if idx}
+        if not args:
+            return {}
+        self.calls += 1
+        try:
+            if isinstance(self.client, redis.cluster.RedisCluster):
+                replies = [self._scripts["renew"](keys=self.keys(s).all(), args=a) for s, a in args.items()]
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for sid, a in args.items():
+                    self._scripts["renew"](keys=self.keys(sid).all(), args=a, client=pipe)
+                replies = pipe.execute()
+        except redis.RedisError as exc:
+            raise StateStoreError(f"renewing leases failed: {exc}") from exc
+        return {sid: _renewal(reply) for sid, reply in zip(args, replies, strict=True)}
+
+    def reap(self, swarm_id: str, claim_s: float, limit: int) -> Reaped | None:
+        """Expired members and a stale finalization claim (taken over) of one swarm; ``None`` if gone."""
+        reply = self._run("reap", swarm_id, [claim_s, limit])
+        status = _s(reply[0])
+        if status != "ok":
+            return Reaped(done=True) if status == "done" else None
+        flat = reply[4]
+        expired = [
+            Expired(int(_s(flat[i])), _s(flat[i + 1]), float(_s(flat[i + 2])), bytes(flat[i + 3]))
+            for i in range(0, len(flat), 4)
+        ]
+        return Reaped(False, _s(reply[1]), _s(reply[2]), _s(reply[3]), expired, float(_s(reply[5])))
+
+    def requeue(self, swarm_id: str, indices: Sequence[int], mode: str, want_ctx: bool) -> Transition:
+        """Make members dispatched again (``mode`` ``expired``: for re-publishing; ``handoff``: Ignore/replace)."""
+        return _transition(self._run("requeue", swarm_id, [mode, int(want_ctx), *indices]))
+
+    def reaper_lock(self, ttl_s: float) -> ReaperLock:
+        """The lock electing the one active reaper of this key prefix."""
+        return ReaperLock(self.client.lock(reaper_lock_key(self.prefix), timeout=ttl_s, thread_local=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """Reply of a lease renewal: the swarm's ``lease_s`` and members no longer running."""
+
+    lease_s: float
+    gone: set[int]
+
+
+def _renewal(reply: Sequence[Any]) -> Renewal | None:
+    if _s(reply[0]) != "ok":
+        return None
+    return Renewal(float(_s(reply[1])), {int(_s(x)) for x in reply[2]})
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """A member whose token deadline passed: its state letter (``d``/``r``), deadline and signature."""
+
+    index: int
+    mstate: str
+    deadline: float
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What :meth:`SwarmStore.reap` found in one swarm."""
+
+    done: bool
+    state: str = ""
+    stale_fin: str = ""
+    on_lost: str = "retry"
+    expired: list[Expired] = field(default_factory=list)
+    #: The state Redis's clock when it looked (deadlines are on that clock).
+    now: float = 0.0
+
+
+class ReaperLock:
+    """A Redis lock with a TTL, held by the active reaper and extended on every tick."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+
+    def hold(self) -> bool:
+        """Acquire the lock, or extend it if this holder has it; ``False`` if another holder has it."""
+        try:
+            if self._lock.owned():
+                return bool(self._lock.reacquire())
+            return bool(self._lock.acquire(blocking=False))
+        except redis.exceptions.LockError:
+            return False
+        except redis.RedisError as exc:
+            raise StateStoreError(f"reaper lock failed: {exc}") from exc
+
+    def release(self) -> None:
+        """Release the lock if this holder has it (errors are ignored: it expires anyway)."""
+        try:
+            if self._lock.owned():
+                self._lock.release()
+        except redis.RedisError:
+            pass

@@ -21,6 +21,7 @@ environment variable is set: then they fail.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -169,6 +170,9 @@ def mageflow_app(
     try:
         yield app
     finally:
+        # Collect unreferenced AsyncResults now: their __del__ unsubscribes from the result backend,
+        # which retries for ~20 s once the session's Redis is gone.
+        gc.collect()
         app.close()
 
 
