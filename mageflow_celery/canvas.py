@@ -379,6 +379,9 @@ class Swarm(OnCommitMixin, Signature):
         tr = rt.store.add(swarm_id, [blob], run=run, want_ctx=rt.cached_ctx(swarm_id) is None)
         check_status(tr.status, swarm_id)
         index = int(tr.extra[0])
+        if int(tr.extra[1]):
+            logger.info("swarm %s (%s) closed: max_task_allowed reached", swarm_id, self.swarm_name)
+            swarm_closed.send(sender=swarm_id, app=self.app, name=self.swarm_name)
         follow(rt, swarm_id, tr)
         logger.debug("swarm %s: member %d %s", swarm_id, index, "queued" if run else "registered")
         return adopt(task, sig, swarm_id, index, self.app)
@@ -423,4 +426,4 @@ class Swarm(OnCommitMixin, Signature):
         return self._result().cancel(terminate=terminate)
 
 
-__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "as_kwargs", "swarm", "swarm_closed"]
+__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "as_kwargs", "swarm"]

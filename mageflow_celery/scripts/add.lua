@@ -1,7 +1,7 @@
 -- add.lua: register new members (add_task), optionally queueing them at once (run_in_swarm); admit.
 -- KEYS: see _lib.lua
 -- ARGV[1] mode ('register'|'run')   ARGV[2] want_ctx   ARGV[3 ..] member blobs
--- Returns {'ok', fin, ids, sigs, ctx, {}, first_index} | {'closed'} | {'toomany'} | {'unknown'}
+-- Returns {'ok', fin, ids, sigs, ctx, {}, first_index, closed_now (0|1)} | {'closed'} | {'toomany'} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local n = #ARGV - 2
@@ -25,8 +25,9 @@ if ARGV[1] == 'run' then
 else
   incr(m, 'registered', n)
 end
-if m.max_tasks > 0 and m.total >= m.max_tasks then set(m, 'closed', 1) end
+local closed_now = 0
+if m.max_tasks > 0 and m.total >= m.max_tasks then set(m, 'closed', 1); closed_now = 1 end
 local aids, sigs = admit(m, t)
 local fin = maybe_finish(m, t)
 save_meta(m, t)
-return {'ok', fin, aids, sigs, ctx_if(ARGV[2], #aids), {}, first}
+return {'ok', fin, aids, sigs, ctx_if(ARGV[2], #aids), {}, first, closed_now}
