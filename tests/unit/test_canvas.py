@@ -1,0 +1,292 @@
+"""The ``Swarm`` signature in memory (no Redis): JSON round trip, validation, member normalization, ids.
+
+The app used here is installed against an unreachable Redis: anything that does I/O fails loudly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery import Celery, chain, chord, group, signature
+from pydantic import ValidationError
+
+from mageflow_celery import (
+    MageflowError,
+    NotSerializableError,
+    StateStoreError,
+    Swarm,
+    SwarmClosedError,
+    SwarmConfig,
+    TooManyTasksError,
+    install,
+    swarm,
+)
+from mageflow_celery.keys import callback_task_id, member_task_id, parse_member_task_id, step_task_id
+
+#: Nothing listens here: a call that talks to Redis raises.
+UNREACHABLE = "redis://127.0.0.1:9/0"
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    app = Celery("unit", set_as_current=False, broker="memory://", backend="cache+memory://")
+    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    install(app, redis_url=UNREACHABLE)
+
+    @app.task(name="t.add", shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="t.collect", shared=False)
+    def collect(results: list[Any]) -> None:
+        return None
+
+    yield app
+    app.close()
+
+
+def _swarm(app: Celery, **kwargs: Any) -> Swarm:
+    add = app.tasks["t.add"]
+    defaults: dict[str, Any] = {
+        "tasks": [add.s(1, 2), add.s(3, 4)],
+        "success_callbacks": [app.tasks["t.collect"].s()],
+        "error_callbacks": [app.tasks["t.collect"].si([])],
+        "config": SwarmConfig(max_concurrency=2, stop_after_n_failures=1),
+        "task_name": "unit-swarm",
+        "app": app,
+        "tenant": "acme",
+    }
+    return swarm(**{**defaults, **kwargs})
+
+
+# -- JSON round trip ---------------------------------------------------------------------------------
+
+
+def test_a_swarm_survives_a_json_round_trip_as_an_equal_swarm(app: Celery) -> None:
+    # Given a swarm with members, callbacks, config, a name and bound kwargs
+    s = _swarm(app)
+
+    # When it goes through JSON and back through celery.signature
+    back = signature(json.loads(json.dumps(s)), app=app)
+
+    # Then it is a Swarm equal to the original, with the same members, callbacks and config
+    assert isinstance(back, Swarm)
+    assert back == s
+    assert [t.task for t in back.tasks] == ["t.add", "t.add"]
+    assert [tuple(t.args) for t in back.tasks] == [(1, 2), (3, 4)]
+    assert [c.task for c in back.success_callbacks] == ["t.collect"]
+    assert back.error_callbacks[0].immutable
+    assert back.config == SwarmConfig(max_concurrency=2, stop_after_n_failures=1)
+    assert back.swarm_name == "unit-swarm"
+    assert back.bound_kwargs == {"tenant": "acme"}
+
+
+def test_a_frozen_swarm_keeps_its_id_through_a_json_round_trip(app: Celery) -> None:
+    # Given a frozen swarm
+    s = _swarm(app)
+    s.freeze()
+
+    # When it goes through JSON
+    back = signature(json.loads(json.dumps(s)), app=app)
+
+    # Then the copy denotes the same swarm
+    assert isinstance(back, Swarm)
+    assert back.id == s.id
+
+
+# -- laziness (S1) -----------------------------------------------------------------------------------
+
+
+def test_building_freezing_and_cloning_a_swarm_does_no_io(app: Celery) -> None:
+    # Given an app whose state Redis is unreachable
+    # When a swarm is built, frozen, cloned and made fresh
+    s = _swarm(app)
+    result = s.freeze()
+    clone, fresh = s.clone(), s.fresh()
+
+    # Then all of it worked in memory: ids are assigned, the clone keeps it, the fresh copy has none
+    assert result.id == s.id
+    assert isinstance(clone, Swarm) and clone.id == s.id
+    assert isinstance(fresh, Swarm) and fresh.id is None
+
+    # And the first stateful call is the one that reaches for Redis
+    with pytest.raises(StateStoreError):
+        s.apply_async()
+
+
+def test_freeze_assigns_an_id_once_and_keeps_it(app: Celery) -> None:
+    # Given an unfrozen swarm
+    s = _swarm(app)
+    assert s.id is None
+
+    # When it is frozen twice
+    first, second = s.freeze().id, s.freeze().id
+
+    # Then the id is assigned once and lives in the options, as Celery's freeze does
+    assert first == second == s.options["task_id"]
+
+
+def test_a_swarm_id_with_the_member_separator_is_refused(app: Celery) -> None:
+    # Given a swarm, when it is frozen with an id containing '~'
+    s = _swarm(app)
+
+    # Then the id is refused: member ids would be ambiguous
+    with pytest.raises(MageflowError):
+        s.freeze("bad~id")
+
+
+# -- SwarmConfig validation --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"max_concurrency": 0},
+        {"max_concurrency": -3},
+        {"max_concurrency": "many"},
+        {"stop_after_n_failures": 0},
+        {"max_task_allowed": 0},
+        {"lease_s": 0.5},
+        {"on_lost": "ignore"},
+        {"dispatch_timeout_s": 0},
+        {"results": "all"},
+        {"summary_max_failures": -1},
+        {"idle_ttl_s": 0},
+        {"result_ttl_s": 0},
+        {"no_such_field": 1},
+    ],
+)
+def test_invalid_swarm_config_values_raise_a_validation_error(app: Celery, fields: dict[str, Any]) -> None:
+    # Given an invalid config value, when a SwarmConfig is built (directly or from a dict in swarm())
+    # Then pydantic's ValidationError (a ValueError) is raised
+    with pytest.raises(ValidationError) as info:
+        SwarmConfig(**fields)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ValidationError):
+        swarm(tasks=[app.tasks["t.add"].s(1, 1)], config=fields, app=app)
+
+
+def test_swarm_config_has_the_documented_defaults_and_is_frozen() -> None:
+    # Given a default config
+    cfg = SwarmConfig()
+
+    # Then its values are those of the spec, and it cannot be changed
+    assert (cfg.max_concurrency, cfg.stop_after_n_failures, cfg.max_task_allowed) == (30, None, None)
+    assert (cfg.revoke_on_failure, cfg.lease_s, cfg.on_lost, cfg.dispatch_timeout_s) == (False, 60, "retry", 900)
+    assert (cfg.results, cfg.summary_max_failures, cfg.idle_ttl_s, cfg.result_ttl_s) == ("succeeded", 100, 604800, None)
+    with pytest.raises(ValidationError):
+        cfg.max_concurrency = 3  # type: ignore[misc]
+
+
+# -- members -----------------------------------------------------------------------------------------
+
+
+def test_members_may_be_signatures_task_objects_task_names_and_chains(app: Celery) -> None:
+    # Given members in every accepted form
+    add = app.tasks["t.add"]
+    members: list[Any] = [add.s(1, 2), add, "t.add", "unknown.by.this.app", chain(add.s(1, 1), add.s(5))]
+
+    # When a swarm is built from them
+    s = swarm(tasks=members, app=app)
+
+    # Then each became one member signature (the chain stays one member)
+    tasks = s.tasks
+    assert [t.task for t in tasks[:4]] == ["t.add", "t.add", "t.add", "unknown.by.this.app"]
+    assert tasks[4].get("subtask_type") == "chain"
+    assert [step["task"] for step in tasks[4].tasks] == ["t.add", "t.add"]
+
+
+def test_a_member_signature_is_copied_without_its_canvas_options(app: Celery) -> None:
+    # Given a frozen signature with a link
+    sig = app.tasks["t.add"].s(1, 2)
+    sig.freeze()
+    sig.link(app.tasks["t.collect"].s())
+
+    # When it becomes a member
+    member = swarm(tasks=[sig], app=app).tasks[0]
+
+    # Then the member has no task id or link of its own (its id is derived from the swarm), and the
+    # original signature is untouched
+    assert "task_id" not in member.options and "link" not in member.options
+    assert sig.options["task_id"]
+
+
+@pytest.mark.parametrize("kind", ["group", "chord", "swarm", "chain_with_group"])
+def test_nested_canvases_as_members_are_refused(app: Celery, kind: str) -> None:
+    # Given a group, a chord, a swarm, or a chain holding a group
+    add = app.tasks["t.add"]
+    nested = {
+        "group": lambda: group(add.s(1, 1), add.s(2, 2)),
+        "chord": lambda: chord([add.s(1, 1), add.s(2, 2)], app.tasks["t.collect"].s()),
+        "swarm": lambda: swarm(tasks=[add.s(1, 1)], app=app),
+        "chain_with_group": lambda: chain(add.s(1, 1), group(add.s(2), add.s(3))),
+    }[kind]()
+
+    # When it is given as a member or as a callback, then MageflowError is raised
+    with pytest.raises(MageflowError):
+        swarm(tasks=[nested], app=app)
+    with pytest.raises(MageflowError):
+        swarm(tasks=[], success_callbacks=[nested], app=app)
+
+
+@pytest.mark.parametrize("bad", [42, object(), None])
+def test_members_that_are_not_tasks_are_refused(app: Celery, bad: Any) -> None:
+    # Given something that is no signature, task or name, when it is a member, then MageflowError is raised
+    with pytest.raises(MageflowError):
+        swarm(tasks=[bad], app=app)
+
+
+def test_members_the_serializer_cannot_encode_are_refused(app: Celery) -> None:
+    # Given a member whose argument JSON cannot encode
+    add = app.tasks["t.add"]
+
+    # When the swarm is built, then NotSerializableError (also a TypeError) names the problem
+    with pytest.raises(NotSerializableError) as info:
+        swarm(tasks=[add.s(1, 2), add.s(object(), 2)], app=app)
+    assert isinstance(info.value, TypeError)
+    assert "json" in str(info.value)
+
+
+def test_more_tasks_than_max_task_allowed_are_refused_at_once(app: Celery) -> None:
+    # Given 3 tasks and max_task_allowed=2
+    add = app.tasks["t.add"]
+
+    # When the swarm is built, then TooManyTasksError (a SwarmClosedError) is raised; exactly 2 are accepted
+    with pytest.raises(TooManyTasksError) as info:
+        swarm(tasks=[add.s(i, i) for i in range(3)], config=SwarmConfig(max_task_allowed=2), app=app)
+    assert isinstance(info.value, SwarmClosedError)
+    assert len(swarm(tasks=[add.s(i, i) for i in range(2)], config={"max_task_allowed": 2}, app=app).tasks) == 2
+
+
+def test_swarm_reserved_names_are_not_bound_kwargs(app: Celery) -> None:
+    # Given a swarm built with reserved names and other keywords
+    s = swarm(tasks=["t.add"], kwargs={"a": 1}, options={"queue": "q"}, immutable=True, task_name="n", app=app, b=2)
+
+    # Then only the other keywords (and kwargs=) are bound kwargs; options and immutability apply to the swarm
+    assert s.bound_kwargs == {"a": 1, "b": 2}
+    assert s.options["queue"] == "q"
+    assert s.immutable
+    assert s.swarm_name == "n"
+
+
+# -- id scheme ---------------------------------------------------------------------------------------
+
+
+def test_member_step_and_callback_ids_derive_from_the_swarm_id_and_parse_back() -> None:
+    # Given a swarm id (a uuid, as Celery makes them)
+    sid = "6f1c0f5e-8f43-4d55-9d2a-1f3b8c2d7e10"
+
+    # Then a member id and a chain step id parse back to the swarm and index; the last step has the member id
+    assert member_task_id(sid, 7) == f"{sid}~7"
+    assert parse_member_task_id(member_task_id(sid, 7)) == (sid, 7, True)
+    assert parse_member_task_id(step_task_id(sid, 7, 0)) == (sid, 7, False)
+
+    # And callback ids and ids of ordinary tasks are no member ids
+    assert callback_task_id(sid, "s", 0) == f"{sid}~s0"
+    assert parse_member_task_id(callback_task_id(sid, "s", 0)) is None
+    assert parse_member_task_id(callback_task_id(sid, "e", 1)) is None
+    for other in (sid, None, "", "~3", "abc~", "abc~x"):
+        assert parse_member_task_id(other) is None
