@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 
 from celery import Celery
 from celery.app.task import Task
@@ -71,9 +71,19 @@ class Mageflow:
         install(app, redis_url)
         self.app = app
 
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(self, *, name: str | None = None, **options: Any) -> Callable[[Callable[..., Any]], Task[Any, Any]]: ...
+
     def task(self, *args: Any, **options: Any) -> Any:
         """``app.task`` for seed-style functions: sync or ``async def``, and a single pydantic-model
-        parameter built from the message's flat kwargs (validation errors fail the task)."""
+        parameter built from the message's flat kwargs (validation errors fail the task).
+
+        Used bare (``@mf.task``) or with ``app.task`` options (``@mf.task(name="process-file")``);
+        tasks are registered on this client's app only (``shared=False`` unless given).
+        """
 
         def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
             opts = dict(options)
