@@ -119,16 +119,17 @@ def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
     raw_def = meta.get("def")
     definition = rt.task_codec.loads(raw_def) if raw_def else {"success": [], "error": [], "canvas": {}}
     root_id = definition.get("root_id") or swarm_id
-    value = outcome_value(rt, swarm_id, fin, meta)
-    if fin in ("s", "f"):
-        kind = "s" if fin == "s" else "e"
-        for position, cb in enumerate(definition["success" if fin == "s" else "error"]):
-            sig = signature(cb, app=app)
-            args, kwargs = callback_call(app, str(sig.task), value)
-            sig.apply_async(
-                args, kwargs, task_id=callback_task_id(swarm_id, kind, position), parent_id=swarm_id, root_id=root_id
-            )
+    callbacks = definition["success" if fin == "s" else "error"] if fin in ("s", "f") else []
     canvas = definition.get("canvas") or {}
+    # Read (and decode) every member's result only when a callback or the canvas receives them.
+    value = outcome_value(rt, swarm_id, fin, meta) if callbacks or canvas else None
+    kind = "s" if fin == "s" else "e"
+    for position, cb in enumerate(callbacks):
+        sig = signature(cb, app=app)
+        args, kwargs = callback_call(app, str(sig.task), value)
+        sig.apply_async(
+            args, kwargs, task_id=callback_task_id(swarm_id, kind, position), parent_id=swarm_id, root_id=root_id
+        )
     if canvas:
         publish_result_task(rt, swarm_id, fin, value, canvas)
     rt.store.finalized(swarm_id)

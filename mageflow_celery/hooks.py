@@ -13,6 +13,7 @@ from typing import Any
 from celery import signals
 from celery.worker import state as worker_state
 
+from . import endings
 from .keys import parse_member_task_id
 from .reporter import with_retries
 from .runtime import installed_runtime
@@ -33,6 +34,7 @@ def connect() -> None:
     signals.task_revoked.connect(on_revoked, weak=False, dispatch_uid="mageflow_celery.revoked")
     signals.worker_process_shutdown.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.pshutdown")
     signals.worker_shutting_down.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.shutdown")
+    endings.connect()
     _connected = True
 
 
@@ -42,7 +44,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     rt = installed_runtime(getattr(sender, "app", None))
     if parsed is None or rt is None:
         return
-    swarm_id, index, _ = parsed
+    swarm_id, index, _final = parsed
     try:
         verdict = with_retries(f"swarm {swarm_id}: receive", rt.store.receive, swarm_id, index)
     except Exception:
@@ -52,6 +54,8 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         worker_state.revoked.add(request.id)
         logger.debug("swarm %s: member %d dropped at receipt (swarm ended)", swarm_id, index)
     else:
+        if verdict == "ok":
+            rt.leases.track(swarm_id, index, request)
         logger.debug("swarm %s: member %d received (%s)", swarm_id, index, verdict)
 
 

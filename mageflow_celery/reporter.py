@@ -26,6 +26,7 @@ logger = logging.getLogger("mageflow_celery")
 BATCH_MAX = 500
 #: Backoff between attempts of a failing state call, seconds.
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)
+_OUTCOMES = {"s": "succeeded", "f": "failed", "x": "revoked"}
 
 
 def with_retries(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -62,6 +63,14 @@ class Reporter:
         """Wait until every submitted outcome was reported; ``False`` on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's queue, lock and thread are not ours (its lock may have been held)."""
+        self._queue = queue.SimpleQueue()
+        self._pending = 0
+        self._cond = threading.Condition()
+        self._pid = os.getpid()
+        self._thread = None
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
@@ -114,4 +123,7 @@ class Reporter:
         if tr.status == "unknown":
             logger.warning("swarm %s: outcome reported for an unknown or expired swarm; ignored", swarm_id)
             return
+        if logger.isEnabledFor(logging.DEBUG):
+            for index, kind, _ in encoded:
+                logger.debug("swarm %s: member %d reported %s", swarm_id, index, _OUTCOMES.get(kind, kind))
         follow(rt, swarm_id, tr)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from .keys import DEFAULT_PREFIX
 from .store import SwarmStore, connect
 
 if TYPE_CHECKING:
+    from .lease import LeaseKeeper
     from .reporter import Reporter
 
 logger = logging.getLogger("mageflow_celery")
@@ -39,6 +41,7 @@ class Runtime:
         self.settings = settings
         self._store: SwarmStore | None = None
         self._reporter: Reporter | None = None
+        self._leases: LeaseKeeper | None = None
         self._lock = threading.Lock()
         self._ctx: OrderedDict[str, Any] = OrderedDict()
 
@@ -67,6 +70,17 @@ class Runtime:
                 if self._reporter is None:
                     self._reporter = Reporter(self)
         return self._reporter
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        """This process's lease keeper (used in a worker's main process)."""
+        from .lease import LeaseKeeper
+
+        if self._leases is None:
+            with self._lock:
+                if self._leases is None:
+                    self._leases = LeaseKeeper(self)
+        return self._leases
 
     def cached_ctx(self, swarm_id: str) -> Any:
         return self._ctx.get(swarm_id)
@@ -123,11 +137,47 @@ def install(
         setattr(app, _ATTR, runtime)
         _RUNTIMES.add(runtime)
 
-    from . import hooks, tasks
+    from . import hooks, reaper, tasks
 
     hooks.connect()
     tasks.register(app)
+    reaper.add_to(app)
+    _warn_without_results(app)
     logger.debug("mageflow_celery installed on %r (%s)", app.main, runtime.settings)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a prefork pool process) gets fresh locks and no parent threads.
+
+    A thread of the parent (reporter, lease keeper, reaper) may hold a lock at the moment of the fork;
+    the child would wait on it forever.
+    """
+    for rt in list(_RUNTIMES):
+        rt._lock = threading.Lock()
+        rt._leases = None
+        if rt._reporter is not None:
+            rt._reporter.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _warn_without_results(app: Celery) -> None:
+    """Reconciling lost members needs their stored results (R3): say so when they are not kept."""
+    backend = app.conf.result_backend
+    if not backend or str(backend).startswith("disabled"):
+        logger.warning(
+            "mageflow_celery: app %r has no result backend; the reaper cannot tell whether a member whose "
+            "worker was lost finished, so it re-runs or fails it (SwarmConfig.on_lost)",
+            app.main,
+        )
+    elif app.conf.task_ignore_result:
+        logger.warning(
+            "mageflow_celery: app %r sets task_ignore_result; the reaper cannot tell whether a member whose "
+            "worker was lost finished, so it re-runs or fails it (SwarmConfig.on_lost)",
+            app.main,
+        )
 
 
 def runtime_for(app: Celery) -> Runtime:

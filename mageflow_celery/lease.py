@@ -1,0 +1,163 @@
+"""Lease renewal: a thread of each worker's main process keeps the leases of the members it holds.
+
+``task_received`` (the worker's main process) records each member request it lets through; every
+``lease_s / 3`` (the shortest ``lease_s`` among the swarms held) the thread renews, in one call, the
+leases of every member whose request the worker still holds. A request is held while Celery tracks it
+(``celery.worker.state.requests``: reserved, waiting for its ETA, or executing) or while its message
+is not acknowledged yet (received but not yet reserved, e.g. waiting for a rate-limit token).
+
+One round trip per tick on a standalone Redis (a pipeline); on Redis Cluster one call per swarm held,
+because the keys of different swarms live on different slots. The thread never runs on the consumer's
+event loop, so a slow Redis cannot stall message consumption; it works for every pool (prefork,
+threads, solo, gevent/eventlet monkey-patch the thread into a greenlet).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from celery.worker import state as worker_state
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+logger = logging.getLogger("mageflow_celery")
+
+#: Seconds before the first renewal of a swarm whose ``lease_s`` this worker does not know yet (the
+#: shortest allowed lease is 1 s, so this is safe for every swarm).
+FIRST_RENEW_S = 0.3
+#: Seconds before retrying after a failed renewal.
+RETRY_RENEW_S = 1.0
+#: Longest sleep of the thread when nothing is held.
+IDLE_WAIT_S = 5.0
+
+
+class _Held:
+    """One member request held by this worker."""
+
+    __slots__ = ("index", "ref", "swarm_id")
+
+    def __init__(self, swarm_id: str, index: int, request: Any) -> None:
+        self.swarm_id = swarm_id
+        self.index = index
+        try:
+            self.ref: Any = weakref.ref(request)
+        except TypeError:  # not weak-referenceable: rely on the worker state only
+            self.ref = lambda: None
+
+    def still_held(self, task_id: str) -> bool:
+        if task_id in worker_state.requests:
+            return True
+        request = self.ref()
+        return request is not None and not getattr(request, "acknowledged", True)
+
+
+class LeaseKeeper:
+    """Tracks the member requests of one app in this process and renews their leases."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._held: dict[str, _Held] = {}
+        self._lease_s: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pid = -1
+        self._thread: threading.Thread | None = None
+        self._next_at = float("inf")
+        #: Renewal round trips made (for tests and benchmarks).
+        self.ticks = 0
+
+    def track(self, swarm_id: str, index: int, request: Any) -> None:
+        """Hold a member request received by this worker (called from ``task_received``)."""
+        task_id = getattr(request, "id", None)
+        if not task_id:
+            return
+        with self._lock:
+            self._held[task_id] = _Held(swarm_id, index, request)
+            unknown = swarm_id not in self._lease_s
+            if unknown:
+                self._lease_s[swarm_id] = 3 * FIRST_RENEW_S
+                self._next_at = min(self._next_at, time.monotonic() + FIRST_RENEW_S)
+        self._ensure_thread()
+        if unknown:
+            self._wake.set()
+
+    def held(self) -> dict[str, list[int]]:
+        """Member indices still held, by swarm; requests this worker finished are forgotten."""
+        out: dict[str, set[int]] = {}
+        with self._lock:
+            for task_id, h in list(self._held.items()):
+                if h.still_held(task_id):
+                    out.setdefault(h.swarm_id, set()).add(h.index)
+                else:
+                    del self._held[task_id]
+            for swarm_id in set(self._lease_s) - set(out):
+                del self._lease_s[swarm_id]
+        return {swarm_id: sorted(indices) for swarm_id, indices in out.items()}
+
+    def renew(self) -> int:
+        """Renew the leases of every member held now (one round trip); returns how many were renewed."""
+        held = self.held()
+        if not held:
+            return 0
+        replies = self.runtime.store.renew_many(held)
+        self.ticks += 1
+        renewed = 0
+        with self._lock:
+            for swarm_id, reply in replies.items():
+                gone = set(held[swarm_id]) if reply is None else reply.gone
+                if reply is not None:
+                    self._lease_s[swarm_id] = reply.lease_s
+                renewed += len(held[swarm_id]) - len(gone)
+                for task_id, h in list(self._held.items()):
+                    if h.swarm_id == swarm_id and h.index in gone:
+                        del self._held[task_id]
+        return renewed
+
+    def stop(self) -> None:
+        """Stop the thread (it starts again with the next received member)."""
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self._thread = None
+
+    def _interval(self) -> float:
+        with self._lock:
+            leases = list(self._lease_s.values())
+        return min(leases) / 3 if leases else IDLE_WAIT_S
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._stopping = False
+            self._thread = threading.Thread(target=self._loop, name="mageflow-leases", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait(min(IDLE_WAIT_S, max(0.0, self._next_at - time.monotonic())))
+            self._wake.clear()
+            if self._stopping:
+                return
+            if time.monotonic() < self._next_at:
+                continue
+            try:
+                self.renew()
+                delay = self._interval()
+            except Exception:
+                logger.exception("renewing member leases failed; retrying in %.1fs", RETRY_RENEW_S)
+                delay = RETRY_RENEW_S
+            with self._lock:
+                self._next_at = time.monotonic() + delay

@@ -1,0 +1,304 @@
+"""The reaper: recovers members whose worker vanished without a signal, and stale finalizations (R2, R3).
+
+Every live worker runs a :class:`ReaperStep` (a bootstep with its own timer thread); one of them at a
+time per key prefix is active, elected by a Redis lock with a TTL. Each tick (:func:`reap_once`)
+looks at every indexed swarm that may still change:
+
+* a **dispatched** member no worker received within ``dispatch_timeout_s`` is re-published with the
+  same task id (unless the result backend already holds its outcome);
+* a **running** member whose lease expired (its worker stopped renewing it) is reconciled from the
+  result backend first:
+
+  =================================================  ====================================================
+  stored state of the member's task id               action
+  =================================================  ====================================================
+  SUCCESS / FAILURE                                  apply that outcome (the normal report path)
+  REVOKED                                            failed
+  RETRY                                              still in flight: extend the lease
+  PENDING / STARTED, task with ``acks_late``         wait for the broker to redeliver it (visibility
+                                                     timeout after the lease expired), then ``on_lost``
+  PENDING / STARTED otherwise                        ``on_lost``: ``"retry"`` re-publishes it with the
+                                                     same task id; ``"fail"`` fails it (WorkerLostError)
+  =================================================  ====================================================
+
+* a finalization claimed and not released within ``FINALIZE_CLAIM_S`` is re-run (same callback ids).
+
+A member that comes back late after being re-published is counted once: its outcome finds it already
+recorded (R1).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from dataclasses import dataclass, fields
+from typing import Any
+
+from celery import Celery, bootsteps, states
+from celery.backends.base import DisabledBackend
+
+from .config import FINALIZE_CLAIM_S
+from .dispatch import finalize, follow
+from .errors import MageflowError
+from .keys import member_task_id
+from .runtime import Runtime, installed_runtime, runtime_for
+from .store import Expired, Reaped
+from .summary import error_record
+
+logger = logging.getLogger("mageflow_celery")
+
+#: Seconds between two reaper ticks (``app.conf.mageflow_reaper_interval_s``).
+DEFAULT_INTERVAL_S = 10.0
+#: The reaper lock lives this many ticks without renewal (a dead reaper's lock passes on after that).
+LOCK_TICKS = 3
+#: Expired members handled per swarm per tick.
+BATCH = 500
+#: Broker visibility timeout assumed when the transport has one and none is configured (kombu's Redis).
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
+#: Transports that redeliver an unacknowledged message as soon as its consumer's connection closes.
+_REDELIVER_AT_ONCE = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq", "memory"})
+_WAIT_STATES = frozenset({states.RETRY})
+
+
+@dataclass
+class ReapReport:
+    """What one reaper tick did."""
+
+    #: Swarms looked at.
+    swarms: int = 0
+    #: Expired members whose outcome was found in the result backend and applied.
+    recovered: int = 0
+    #: Expired dispatched members re-published.
+    republished: int = 0
+    #: Lost running members re-published (``on_lost="retry"``).
+    requeued: int = 0
+    #: Lost running members failed (``on_lost="fail"``).
+    lost_failed: int = 0
+    #: Expired members of a cancelled or failed swarm, cancelled.
+    cancelled: int = 0
+    #: Expired members still in flight (RETRY, or waiting for the broker to redeliver them).
+    waiting: int = 0
+    #: Stale finalization claims re-run.
+    finalized: int = 0
+    #: Swarms whose handling raised (logged; retried next tick).
+    errors: int = 0
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "swarms")
+
+
+def reap_once(app: Celery) -> ReapReport:
+    """Run one reaper tick for ``app`` now, without the lock (tests, ``celery swarm reap``)."""
+    return Reaper(runtime_for(app)).tick()
+
+
+def redelivery_wait_s(app: Celery) -> float:
+    """Seconds after which the broker redelivers an unacknowledged message of a dead worker."""
+    scheme = str(app.conf.broker_url or "").split("://", 1)[0].split("+", 1)[0]
+    if scheme in _REDELIVER_AT_ONCE:
+        return 0.0
+    options = app.conf.broker_transport_options or {}
+    return float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S))
+
+
+class Reaper:
+    """Reconciles expired members and stale finalizations of one app's swarms."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.app = runtime.app
+
+    def tick(self) -> ReapReport:
+        """Look at every indexed swarm that may still change and handle what expired."""
+        report = ReapReport()
+        for swarm_id, row in self.rt.store.indexed(["fin", "dispatched", "running"]):
+            if row.get("fin") == b"done" and _num(row, "dispatched") + _num(row, "running") == 0:
+                continue
+            report.swarms += 1
+            try:
+                self.reap_swarm(swarm_id, report)
+            except Exception:
+                report.errors += 1
+                logger.exception("swarm %s: the reaper failed; retrying next tick", swarm_id)
+        if report:
+            logger.info("reaper: %s", report)
+        return report
+
+    def reap_swarm(self, swarm_id: str, report: ReapReport) -> None:
+        claim_s = float(self.app.conf.get("mageflow_finalize_claim_s") or FINALIZE_CLAIM_S)
+        reaped = self.rt.store.reap(swarm_id, claim_s, BATCH)
+        if reaped is None or reaped.done:
+            return
+        if reaped.stale_fin:
+            logger.warning("swarm %s: finalization claim is stale; publishing the callbacks again", swarm_id)
+            finalize(self.rt, swarm_id, reaped.stale_fin)
+            report.finalized += 1
+        if reaped.expired:
+            self._expired(swarm_id, reaped, report)
+
+    def _expired(self, swarm_id: str, reaped: Reaped, report: ReapReport) -> None:
+        outcomes: list[tuple[int, str, bytes]] = []
+        requeue: list[int] = []
+        extend: list[int] = []
+        for member in reaped.expired:
+            action = self._decide(swarm_id, member, reaped)
+            if isinstance(action, tuple):
+                outcomes.append(action)
+                report.recovered += action[2] is not _LOST
+            elif action == "requeue":
+                requeue.append(member.index)
+            elif action == "extend":
+                extend.append(member.index)
+            report.waiting += action in ("extend", "wait")
+        report.lost_failed += sum(1 for o in outcomes if o[2] is _LOST)
+        self._apply(swarm_id, [(i, k, _lost_record(swarm_id, i) if p is _LOST else p) for i, k, p in outcomes])
+        if extend:
+            self.rt.store.renew_many({swarm_id: extend}, take=False)
+        if requeue:
+            self._requeue(swarm_id, requeue, {m.index: m.mstate for m in reaped.expired}, report)
+
+    def _requeue(self, swarm_id: str, indices: list[int], mstates: dict[int, str], report: ReapReport) -> None:
+        """Re-publish lost members with their own task ids (they keep their tokens)."""
+        tr = self.rt.store.requeue(swarm_id, indices, "expired", self.rt.cached_ctx(swarm_id) is None)
+        report.cancelled += int(tr.extra[0]) if tr.extra else 0
+        for index, _ in tr.admitted:
+            if mstates.get(index) == "r":
+                report.requeued += 1
+            else:
+                report.republished += 1
+        if tr.admitted:
+            logger.warning("swarm %s: re-publishing lost member(s) %s", swarm_id, [i for i, _ in tr.admitted])
+            follow(self.rt, swarm_id, tr)
+
+    def _decide(self, swarm_id: str, member: Expired, reaped: Reaped) -> tuple[int, str, Any] | str:
+        """``(index, kind, payload)`` to report, or ``requeue`` / ``extend`` / ``wait``."""
+        task_id = member_task_id(swarm_id, member.index)
+        status, value = self._stored(task_id)
+        if status == states.SUCCESS:
+            return member.index, "s", self.rt.result_codec.dumps(value, "member result")
+        if status == states.FAILURE:
+            exc = value if isinstance(value, BaseException) else None
+            return member.index, "f", error_record(swarm_id, member.index, task_id, exc)
+        if status == states.REVOKED:
+            return member.index, "x", error_record(swarm_id, member.index, task_id, None, "TaskRevokedError")
+        if status is None:
+            return "wait"
+        if member.mstate != "r":
+            return "requeue"
+        if status in _WAIT_STATES:
+            return "extend"
+        if self._acks_late(member) and reaped.now < member.deadline + redelivery_wait_s(self.app):
+            return "wait"
+        if reaped.on_lost == "fail" and reaped.state == "running":
+            return member.index, "f", _LOST
+        return "requeue"
+
+    def _stored(self, task_id: str) -> tuple[str | None, Any]:
+        """The member's state and value in the result backend; ``(None, None)`` when it cannot tell."""
+        backend = self.app.backend
+        if isinstance(backend, DisabledBackend):
+            return states.PENDING, None
+        try:
+            meta = backend.get_task_meta(task_id)
+        except Exception:
+            logger.exception("reaper: reading the result of %s failed", task_id)
+            return None, None
+        return str(meta.get("status", states.PENDING)), meta.get("result")
+
+    def _acks_late(self, member: Expired) -> bool:
+        try:
+            sig = self.rt.task_codec.loads(member.sig)
+        except MageflowError:
+            return bool(self.app.conf.task_acks_late)
+        if sig.get("subtask_type") == "chain":
+            steps = sig.get("kwargs", {}).get("tasks") or [{}]
+            sig = steps[-1]
+        task = self.app.tasks.get(sig.get("task", ""))
+        return bool(task.acks_late if task is not None else self.app.conf.task_acks_late)
+
+    def _apply(self, swarm_id: str, outcomes: list[tuple[int, str, bytes]]) -> None:
+        if not outcomes:
+            return
+        tr = self.rt.store.report(swarm_id, outcomes, want_ctx=self.rt.cached_ctx(swarm_id) is None)
+        if tr.status == "ok":
+            follow(self.rt, swarm_id, tr)
+
+
+class _Lost:
+    """Marker payload: the member was lost and ``on_lost="fail"`` fails it."""
+
+
+_LOST: Any = _Lost()
+
+
+def _lost_record(swarm_id: str, index: int) -> bytes:
+    from billiard.exceptions import WorkerLostError
+
+    exc = WorkerLostError("the worker running this member was lost (its lease expired)")
+    return error_record(swarm_id, index, member_task_id(swarm_id, index), exc)
+
+
+def _num(row: dict[str, bytes], name: str) -> int:
+    return int(float(row.get(name, b"0") or b"0"))
+
+
+# -- the worker bootstep ------------------------------------------------------------------------------
+
+
+class ReaperStep(bootsteps.StartStopStep):
+    """Runs the reaper in a worker's main process; one worker per key prefix is active (Redis lock)."""
+
+    label = "mageflow reaper"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        rt = installed_runtime(parent.app)
+        if rt is None or not parent.app.conf.get("mageflow_reaper", True):
+            return
+        interval = float(parent.app.conf.get("mageflow_reaper_interval_s") or DEFAULT_INTERVAL_S)
+        rt.store  # noqa: B018 - connect in this thread, not in the reaper's
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=_run, args=(weakref.ref(rt), interval, self._stop), name="mageflow-reaper", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        rt = installed_runtime(parent.app)
+        if rt is not None and rt._leases is not None:
+            rt._leases.stop()
+
+    terminate = stop
+
+
+def _run(rt_ref: weakref.ref[Runtime], interval: float, stop: threading.Event) -> None:
+    rt = rt_ref()
+    if rt is None:
+        return
+    reaper = Reaper(rt)
+    lock = rt.store.reaper_lock(max(interval * LOCK_TICKS, 1.0))
+    try:
+        while not stop.wait(interval):
+            try:
+                if lock.hold():
+                    reaper.tick()
+            except Exception:
+                logger.exception("reaper tick failed; retrying in %.1fs", interval)
+    finally:
+        lock.release()
+
+
+def add_to(app: Celery) -> None:
+    """Add the reaper bootstep to the app's workers (idempotent)."""
+    steps = app.steps["worker"]
+    if ReaperStep not in steps:
+        steps.add(ReaperStep)

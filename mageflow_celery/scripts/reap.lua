@@ -1,0 +1,30 @@
+-- reap.lua: what the reaper must handle in one swarm: members whose token deadline passed (dispatched
+-- past dispatch_timeout_s, running past their lease) and a stale finalization claim, which this call
+-- takes over (fin_at is reset, so only one reaper re-runs it per claim period).
+-- KEYS: see _lib.lua
+-- ARGV[1] claim_s (a claim older than this is stale)   ARGV[2] most expired members to return
+-- Returns {'ok', state, stale_fin ('' | 's' | 'f' | 'c'), on_lost, {idx, mstate, deadline, sig, ...}, now}
+--   | {'done'} (finished, finalized, no token held: nothing will ever change) | {'unknown'}
+local m = load_meta()
+if not m then return {'unknown'} end
+local t = now()
+local stale = ''
+if m.fin == 'claimed' then
+  local fin_at = tonumber(redis.call('HGET', K_META, 'fin_at')) or 0
+  if t - fin_at >= tonumber(ARGV[1]) then
+    redis.call('HSET', K_META, 'fin_at', tostring(t))
+    stale = ({succeeded = 's', failed = 'f', cancelled = 'c'})[m.state] or ''
+  end
+elseif m.fin == 'done' and m.dispatched + m.running == 0 then
+  return {'done'}
+end
+local hits = redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', t, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #hits, 2 do
+  local idx = hits[i]
+  out[#out + 1] = idx
+  out[#out + 1] = redis.call('HGET', K_MSTATE, idx) or ''
+  out[#out + 1] = hits[i + 1]
+  out[#out + 1] = redis.call('HGET', K_MEMBERS, idx) or ''
+end
+return {'ok', m.state, stale, redis.call('HGET', K_META, 'on_lost') or 'retry', out, tostring(t)}

@@ -1,0 +1,166 @@
+"""The Celery app of the fault-injection tests, also run as ``celery -A faults_app worker`` subprocesses.
+
+A worker subprocess reads its settings from environment variables set by the tests:
+
+``MAGEFLOW_FAULTS_BROKER`` / ``_BACKEND`` / ``_STATE`` / ``_PROBE``
+    broker, result backend, swarm state Redis, and the standalone Redis where tasks record what they do;
+``MAGEFLOW_FAULTS_CONF``
+    JSON of extra Celery settings (e.g. ``{"task_acks_late": true}``).
+
+Tasks record every execution in the probe Redis (keys ``faults:*``, per swarm id), so the tests can
+count executions, callback runs and overlapping executions independently of the library's own state.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import redis
+from celery import Celery, Task, signals
+from celery.exceptions import Ignore, Reject
+
+from mageflow_celery import install
+from mageflow_celery.keys import MEMBER_SEP, parse_member_task_id
+
+ENV_PREFIX = "MAGEFLOW_FAULTS_"
+#: The longest a gated task waits for its gate before giving up (it then fails).
+GATE_WAIT_S = 60.0
+
+_probe: dict[str, Any] = {}
+
+
+def probe_key(kind: str, swarm_id: str) -> str:
+    """``faults:<kind>:<swarm_id>``: ``start``/``ex`` (lists), ``gate`` (string), ``cb`` (list)."""
+    return f"faults:{kind}:{swarm_id}"
+
+
+def _probe_client(app: Celery) -> redis.Redis:
+    pid = os.getpid()
+    if _probe.get("pid") != pid:
+        client = redis.Redis.from_url(app.conf.mageflow_faults_probe, client_name="faults-task-probe")
+        _probe.update(pid=pid, client=client)
+    client: redis.Redis = _probe["client"]
+    return client
+
+
+def build(broker: str, backend: str, state: str, probe: str, conf: dict[str, Any] | None = None) -> Celery:
+    """The app, with mageflow installed on ``state`` and the test tasks registered."""
+    app = Celery("faults", set_as_current=False)
+    app.conf.update(
+        broker_url=broker,
+        result_backend=backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        mageflow_faults_probe=probe,
+        mageflow_reaper_interval_s=0.5,
+    )
+    app.conf.update(conf or {})
+    install(app, redis_url=state)
+    _register(app)
+    return app
+
+
+def _register(app: Celery) -> None:
+    @app.task(name="faults.work", bind=True, shared=False)
+    def work(self: Task, hold_s: float = 0.0, gate: bool = False, die: str = "", fail: bool = False) -> int:
+        """A member: records its start and end; waits ``hold_s`` or for its swarm's gate; may kill its process."""
+        parsed = parse_member_task_id(self.request.id)
+        assert parsed is not None
+        swarm_id, index, _final = parsed
+        r = _probe_client(app)
+        start = time.time()
+        r.rpush(probe_key("start", swarm_id), f"{index} {start} {os.getpid()}")
+        if die == "always" or (die == "once" and r.set(f"faults:died:{self.request.id}", 1, nx=True)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        deadline = time.monotonic() + GATE_WAIT_S
+        while gate and not r.exists(probe_key("gate", swarm_id)):
+            if time.monotonic() > deadline:
+                raise TimeoutError("gate never opened")
+            time.sleep(0.02)
+        if hold_s:
+            time.sleep(hold_s)
+        if fail:
+            raise ValueError(f"member {index} fails")
+        r.rpush(probe_key("ex", swarm_id), f"{index} {start} {time.time()}")
+        return index
+
+    _register_endings(app)
+
+    @app.task(name="faults.callback", bind=True, shared=False)
+    def callback(self: Task, value: Any, kind: str = "success") -> None:
+        """A success or error callback: records the value it received."""
+        swarm_id = str(self.request.id).rsplit(MEMBER_SEP, 1)[0]
+        _probe_client(app).rpush(probe_key("cb", swarm_id), json.dumps({"kind": kind, "value": value}))
+
+
+def _register_endings(app: Celery) -> None:
+    """Tasks that end in each of the ways Celery has (S7, S8, R3)."""
+
+    @app.task(name="faults.retry_then_ok", bind=True, shared=False, max_retries=5, default_retry_delay=0)
+    def retry_then_ok(self: Task, times: int) -> str:
+        if self.request.retries < times:
+            raise self.retry()
+        return "retried"
+
+    @app.task(name="faults.retry_forever", bind=True, shared=False, max_retries=1, default_retry_delay=0)
+    def retry_forever(self: Task) -> None:
+        raise self.retry(exc=KeyError("still failing"))
+
+    @app.task(name="faults.sleep", shared=False)
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+    @app.task(name="faults.reject", shared=False)
+    def reject() -> None:
+        raise Reject("bad message", requeue=False)
+
+    @app.task(name="faults.ignore", shared=False)
+    def ignore() -> None:
+        raise Ignore()
+
+    @app.task(name="faults.replace", bind=True, shared=False)
+    def replace(self: Task, chain: bool = False) -> Any:
+        if chain:
+            return self.replace(app.signature("faults.sleep", args=(0.5,)) | app.signature("faults.value", args=("c",)))
+        return self.replace(app.signature("faults.value", args=("r",)))
+
+    @app.task(name="faults.value", shared=False)
+    def value(*args: Any) -> Any:
+        return args[-1]
+
+    @app.task(
+        name="faults.die_once", bind=True, shared=False, retry_on_worker_lost=True, max_retries=3, default_retry_delay=0
+    )
+    def die_once(self: Task) -> str:
+        if _probe_client(app).set(f"faults:died:{self.request.id}", 1, nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "survived"
+
+
+def _from_env() -> Celery | None:
+    env = os.environ
+    if ENV_PREFIX + "BROKER" not in env:
+        return None
+    conf = json.loads(env.get(ENV_PREFIX + "CONF") or "{}")
+    urls = [env[ENV_PREFIX + name] for name in ("BROKER", "BACKEND", "STATE", "PROBE")]
+    return build(*urls, conf)
+
+
+app = _from_env()
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # stack dumps of a stuck worker, into its log
+
+
+@signals.worker_ready.connect
+def _announce_ready(sender: Any = None, **_: Any) -> None:
+    """Tell the test this worker consumes: ``faults:ready:<hostname>``."""
+    if app is not None and sender is not None:
+        _probe_client(app).set(f"faults:ready:{sender.hostname}", os.getpid())
