@@ -16,6 +16,7 @@ from .eager import inline_wanted, run_inline
 from .keys import callback_task_id, member_task_id
 from .members import build_member
 from .model import callback_call
+from .retry import with_retries
 from .runtime import Runtime
 from .signals import swarm_finished
 from .store import Transition
@@ -115,14 +116,18 @@ def outcome_value(rt: Runtime, swarm_id: str, fin: str, meta: dict[str, bytes]) 
 def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
     """Publish the callbacks of the decision ``fin`` once (deterministic ids), then release the claim."""
     app = rt.app
-    meta = rt.store.meta(swarm_id)
+    meta = with_retries(f"swarm {swarm_id}: finalize read", rt.store.meta, swarm_id)
     raw_def = meta.get("def")
     definition = rt.task_codec.loads(raw_def) if raw_def else {"success": [], "error": [], "canvas": {}}
     root_id = definition.get("root_id") or swarm_id
     callbacks = definition["success" if fin == "s" else "error"] if fin in ("s", "f") else []
     canvas = definition.get("canvas") or {}
     # Read (and decode) every member's result only when a callback or the canvas receives them.
-    value = outcome_value(rt, swarm_id, fin, meta) if callbacks or canvas else None
+    value = (
+        with_retries(f"swarm {swarm_id}: results read", outcome_value, rt, swarm_id, fin, meta)
+        if callbacks or canvas
+        else None
+    )
     kind = "s" if fin == "s" else "e"
     for position, cb in enumerate(callbacks):
         sig = signature(cb, app=app)
@@ -132,7 +137,8 @@ def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
         )
     if canvas:
         publish_result_task(rt, swarm_id, fin, value, canvas)
-    rt.store.finalized(swarm_id)
+    # Not the publishing above: a retried publish would run the callbacks twice.
+    with_retries(f"swarm {swarm_id}: release claim", rt.store.finalized, swarm_id)
     name = meta.get("name", b"").decode() or None
     logger.info("swarm %s (%s) %s", swarm_id, name, _FIN_STATE[fin])
     swarm_finished.send(sender=swarm_id, app=app, name=name, state=_FIN_STATE[fin])

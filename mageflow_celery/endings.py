@@ -20,7 +20,7 @@ from celery import signals, states
 from celery._state import get_current_task
 
 from .keys import parse_member_task_id
-from .reporter import with_retries
+from .retry import with_retries
 from .runtime import installed_runtime
 from .summary import error_record
 

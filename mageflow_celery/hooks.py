@@ -15,7 +15,7 @@ from celery.worker import state as worker_state
 
 from . import endings
 from .keys import parse_member_task_id
-from .reporter import with_retries
+from .retry import with_retries
 from .runtime import installed_runtime
 from .summary import error_record
 

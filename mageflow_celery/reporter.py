@@ -12,33 +12,19 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections import defaultdict
 from typing import Any
 
 from .dispatch import follow
 from .errors import MageflowError
+from .retry import with_retries
 from .runtime import Runtime
 
 logger = logging.getLogger("mageflow_celery")
 
 #: Outcomes handled in one batch at most.
 BATCH_MAX = 500
-#: Backoff between attempts of a failing state call, seconds.
-RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)
 _OUTCOMES = {"s": "succeeded", "f": "failed", "x": "revoked"}
-
-
-def with_retries(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``, retrying state-store errors with backoff; the last error propagates."""
-    for delay in (*RETRY_DELAYS_S, None):
-        try:
-            return fn(*args, **kwargs)
-        except MageflowError as exc:
-            if delay is None:
-                raise
-            logger.warning("%s failed (%s); retrying in %.2fs", what, exc, delay)
-            time.sleep(delay)
 
 
 class Reporter:
