@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, overload
 
@@ -15,12 +14,12 @@ from pydantic import BaseModel
 
 from ._compat import from_dict
 from .canvas import Swarm, as_kwargs, swarm
+from .membership import MessageMixin
 from .model import message_model, wrap_model_task
-from .oncommit import OnCommitMixin
 from .runtime import install
 
 
-class MageflowSignature(OnCommitMixin, Signature):
+class MageflowSignature(MessageMixin, Signature):
     """A signature made by :meth:`Mageflow.sign`. Once added to a swarm with ``add_task``, applying it
     (``delay``, ``apply_async``, ``aio_run_no_wait``) queues it in that swarm instead of publishing it."""
 
@@ -45,15 +44,6 @@ class MageflowSignature(OnCommitMixin, Signature):
             swarm_id, index, app = self._swarm
             return queue_member(self, app, swarm_id, index, args, kwargs, options)
         return super().apply_async(tuple(args or ()), as_kwargs(kwargs), route_name, **options)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
-            return self.apply_async(kwargs=args[0])
-        return self.apply_async(args, kwargs)
-
-    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult[Any]:
-        """Seed spelling of ``apply_async(kwargs=message)``, run off the event loop."""
-        return await asyncio.to_thread(self.apply_async, None, message if message is not None else kwargs)
 
 
 class Mageflow:

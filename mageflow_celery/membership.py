@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -73,7 +74,26 @@ def queue_member(
     return AsyncResult(member_task_id(swarm_id, index), app=app)
 
 
-class SwarmMember(OnCommitMixin, Signature):
+class MessageMixin(OnCommitMixin):
+    """``delay(model)`` and the seed's ``aio_run_no_wait(message)`` on top of ``apply_async``."""
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
+        """Apply with star arguments; ``x.delay(model)`` takes a pydantic model as the message."""
+        a, kw = _model_or_kwargs(args, kwargs)
+        result: AsyncResult[Any] = self.apply_async(a, kw)  # type: ignore[attr-defined]
+        return result
+
+    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult[Any]:
+        """Seed spelling of ``apply_async(kwargs=message)`` (a model or a dict), run off the event loop."""
+        result: AsyncResult[Any] = await asyncio.to_thread(
+            self.apply_async,  # type: ignore[attr-defined]
+            None,
+            message if message is not None else kwargs,
+        )
+        return result
+
+
+class SwarmMember(MessageMixin, Signature):
     """A member registered in a swarm; ``apply_async``/``delay`` queue it there (once).
 
     ``member.id`` is its deterministic task id, so ``AsyncResult(member.id)`` works.
@@ -90,17 +110,6 @@ class SwarmMember(OnCommitMixin, Signature):
         **options: Any,
     ) -> AsyncResult[Any]:
         return queue_member(self, self.app, self.swarm_id, self.index, args, kwargs, options)
-
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
-        """Queue the member; ``member.delay(model)`` takes a pydantic model as its message."""
-        a, kw = _model_or_kwargs(args, kwargs)
-        return self.apply_async(a, kw)
-
-    async def aio_run_no_wait(self, message: Any = None, **kwargs: Any) -> AsyncResult[Any]:
-        """Seed spelling: queue the member with ``message`` (a model or dict), off the event loop."""
-        import asyncio
-
-        return await asyncio.to_thread(self.apply_async, None, message if message is not None else kwargs)
 
 
 def adopt(original: Any, sig: Signature, swarm_id: str, index: int, app: Celery) -> SwarmMember:
