@@ -1,0 +1,79 @@
+"""The benchmark (``python -m bench.run``) still runs end to end and writes every result it promises.
+
+A smoke run only: tiny sizes, two repetitions. Nothing here looks at a timing or at whether a target
+is met; docs/performance.md has the real numbers and how to produce them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mageflow_celery.testing.plugin import redis_unavailable
+
+REPO = Path(__file__).resolve().parent.parent
+POOLS = ("prefork", "solo", "threads")
+RATIOS = (
+    "throughput.chord/group",
+    "throughput.swarm30/group",
+    "throughput.swarm2x/group",
+    "cpu.swarm30/group",
+    "cpu.swarm2x/group",
+    "commands_extra.swarm30-group",
+    "throughput.swarm_10ms_k4/naive_10ms_k4",
+    "handoff.median/roundtrip",
+    "handoff.p95/roundtrip",
+)
+SCENARIOS = (
+    "group",
+    "chord",
+    "swarm30",
+    "swarm2x",
+    "group_10ms",
+    "swarm_10ms_k4",
+    "naive_10ms_k4",
+    "handoff",
+    "roundtrip",
+)
+
+
+@pytest.mark.redis
+@pytest.mark.worker
+@pytest.mark.timeout(600)
+def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path) -> None:
+    # Given redis-server on PATH (the benchmark starts its own servers and workers)
+    if shutil.which("redis-server") is None:
+        redis_unavailable("redis-server is not on PATH")
+    out = tmp_path / "bench.json"
+
+    # When the quick benchmark runs
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+
+    # Then it succeeds, prints the table and writes every section
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Targets (SPEC" in done.stdout
+    results = json.loads(out.read_text())
+    assert set(results["pools"]) == set(POOLS)
+    for pool in POOLS:
+        section = results["pools"][pool]
+        assert set(RATIOS) <= set(section["ratios"])
+        assert all(isinstance(section["ratios"][k], float) for k in RATIOS)
+        assert set(SCENARIOS) <= set(section["summary"])
+        assert section["round_trips"]["marginal_mageflow-worker_per_member"] > 0
+    assert set(results["e2e"]) == {"30", "60"}
+    assert set(results["scaling"]["by_n"]) == {"50", "100", "200"}
+    assert {"script_us_per_member", "commands_per_member"} <= set(results["scaling"]["ratio"])
+    assert {"build_serialize_create_s", "memory_ratio", "members_json_bytes"} <= set(results["bulk"])
+    assert {t["id"] for t in results["targets"]} == {"P1a", "P1b", "P1c", "P1d", "P2", "P3", "P4"}
+    assert all(t["value"] is not None for t in results["targets"])
