@@ -155,7 +155,7 @@ def quiesce(app: Celery, r: redis.Redis, timeout_s: float = 30.0, unacked: bool 
         busy.clear()
         busy.update(queued=r.llen("celery"), unacked=r.hlen("unacked") if unacked else 0)
         try:
-            active = app.control.inspect(timeout=0.5).active() or {}
+            active = active_tasks(app)
         except (redis.ConnectionError, OSError):  # a connection killed by a test: the next call reconnects
             return False
         busy["active"] = [t["id"] for tasks in active.values() for t in tasks]
@@ -165,6 +165,20 @@ def quiesce(app: Celery, r: redis.Redis, timeout_s: float = 30.0, unacked: bool 
         wait_for(idle, timeout_s=timeout_s, interval_s=0.2, message="the workers to be idle")
     except TimeoutError as exc:
         raise AssertionError(f"{exc}: still busy: {busy}") from None
+
+
+def active_tasks(app: Celery) -> dict[str, Any]:
+    """``app.control.inspect().active()`` over a connection of its own, closed here, not a pooled one.
+
+    Inspect stops waiting for replies after its timeout while kombu's Redis BRPOP still runs (1 s): a
+    connection given back to the app's pool would still owe that reply. kombu keeps the pool process-wide
+    (after the app and the test), and every process forked from the test process later (the pool processes
+    of an in-process prefork worker) closes the pools it inherited, reading that one reply from the shared
+    socket: one child gets it, the others wait forever, and the worker runs one task at a time.
+    """
+    with app.connection_for_write() as conn:
+        active: dict[str, Any] = app.control.inspect(timeout=0.5, connection=conn).active() or {}
+        return active
 
 
 def assert_counted_once(app: Celery, swarm_id: str, total: int, succeeded: set[int], failed: int = 0) -> None:
