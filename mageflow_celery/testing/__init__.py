@@ -7,12 +7,13 @@ the package is installed (``pytest11`` entry point ``mageflow``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._redis import RedisCluster, RedisServer, find_free_port
 
 if TYPE_CHECKING:
+    import redis
     from celery import Celery
 
     from mageflow_celery import SwarmResult
@@ -21,6 +22,9 @@ __all__ = [
     # waiting
     "wait_for",
     "wait_for_swarm",
+    # checking
+    "max_overlap",
+    "redis_snapshot",
     # throwaway Redis
     "RedisCluster",
     "RedisServer",
@@ -88,3 +92,35 @@ def wait_for_swarm(swarm_id: str, app: Celery, timeout_s: float = 30.0) -> Swarm
     result = SwarmResult(swarm_id, app=app)
     wait_for(result.ready, timeout_s=timeout_s, message=f"swarm {swarm_id!r} to finish")
     return result
+
+
+def max_overlap(intervals: Iterable[tuple[Any, float, float]]) -> int:
+    """The most ``(label, start, end)`` intervals open at one instant (an end at t closes before a start at t).
+
+    Record each member's start and end (e.g. in a Redis list) and assert
+    ``1 < max_overlap(intervals) <= max_concurrency`` to check a limit is kept and used.
+    """
+    items = list(intervals)
+    events = sorted([(start, 1) for _, start, _ in items] + [(end, -1) for _, _, end in items])
+    open_now = peak = 0
+    for _, delta in events:
+        open_now += delta
+        peak = max(peak, open_now)
+    return peak
+
+
+def redis_snapshot(client: redis.Redis, match: str = "mageflow:*") -> dict[bytes, Any]:
+    """The content of every key matching ``match``, by type (TTLs left out): compare two to prove
+    that a call wrote nothing."""
+    out: dict[bytes, Any] = {}
+    for key in sorted(client.scan_iter(match=match)):
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = client.hgetall(key)
+        elif kind == b"list":
+            out[key] = client.lrange(key, 0, -1)
+        elif kind == b"zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = client.dump(key)
+    return out

@@ -135,16 +135,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def max_overlap(intervals: list[tuple[int, float, float]]) -> int:
-    """The most executions running at one instant (an end at the same instant as a start comes first)."""
-    events = sorted([(s, 1) for _, s, _ in intervals] + [(e, -1) for _, _, e in intervals])
-    running = peak = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    return peak
-
-
 def quiesce(app: Celery, r: redis.Redis, timeout_s: float = 30.0, unacked: bool = True) -> None:
     """Wait until no message is queued (or, with ``unacked``, unacknowledged) in the Redis broker and no
     live worker runs a task. A killed worker's unacknowledged messages stay until the visibility timeout.

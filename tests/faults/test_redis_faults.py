@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from faultkit import Faults, TokenSampler, assert_counted_once, finish, max_overlap, quiesce
+from faultkit import Faults, TokenSampler, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.reaper import reap_once
 from mageflow_celery.runtime import runtime_for
-from mageflow_celery.testing import RedisCluster
+from mageflow_celery.testing import RedisCluster, max_overlap
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

@@ -20,6 +20,7 @@ from celery import Celery
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.runtime import runtime_for
 from mageflow_celery.store import SwarmStore, Transition
+from mageflow_celery.testing import redis_snapshot
 
 pytestmark = [pytest.mark.redis]
 
@@ -52,18 +53,7 @@ def swarm_keys(client: redis.Redis, swarm_id: str) -> list[bytes]:
 
 def snapshot(client: redis.Redis, swarm_id: str) -> dict[bytes, Any]:
     """The content of every key of the swarm, by type (TTLs left out)."""
-    out: dict[bytes, Any] = {}
-    for key in swarm_keys(client, swarm_id):
-        kind = client.type(key)
-        if kind == b"hash":
-            out[key] = client.hgetall(key)
-        elif kind == b"list":
-            out[key] = client.lrange(key, 0, -1)
-        elif kind == b"zset":
-            out[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = client.dump(key)
-    return out
+    return redis_snapshot(client, f"*{swarm_id}*")
 
 
 def _store(app: Celery) -> SwarmStore:

@@ -26,7 +26,7 @@ from mageflow_celery import (
     swarm,
 )
 from mageflow_celery.runtime import runtime_for
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import redis_snapshot, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -34,18 +34,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
 def state(client: redis.Redis) -> dict[bytes, Any]:
     """Content of every state key (TTLs left out)."""
-    out: dict[bytes, Any] = {}
-    for key in sorted(client.scan_iter(match="mageflow:*")):
-        kind = client.type(key)
-        if kind == b"hash":
-            out[key] = client.hgetall(key)
-        elif kind == b"list":
-            out[key] = client.lrange(key, 0, -1)
-        elif kind == b"zset":
-            out[key] = client.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = client.dump(key)
-    return out
+    return redis_snapshot(client, "mageflow:*")
 
 
 @pytest.fixture

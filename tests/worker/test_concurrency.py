@@ -16,6 +16,7 @@ import redis
 from celery import Celery, Task
 
 from mageflow_celery import SwarmConfig, swarm
+from mageflow_celery.testing import max_overlap
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -38,16 +39,6 @@ def _record(app: Celery, label: Any, start: float) -> None:
 
 def _intervals(client: redis.Redis) -> list[tuple[Any, float, float]]:
     return [tuple(json.loads(raw)) for raw in client.lrange(INTERVALS, 0, -1)]  # type: ignore[misc]
-
-
-def max_overlap(intervals: list[tuple[Any, float, float]]) -> int:
-    """Sweep the intervals: the most of them open at one instant (an end at t closes before a start at t)."""
-    events = sorted([(start, 1) for _, start, _ in intervals] + [(end, -1) for _, _, end in intervals])
-    open_now = peak = 0
-    for _, delta in events:
-        open_now += delta
-        peak = max(peak, open_now)
-    return peak
 
 
 def _define_work(app: Celery) -> Task:
