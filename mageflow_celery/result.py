@@ -121,6 +121,11 @@ class SwarmResult(_AsyncResultBase):
     def _rt(self) -> Runtime:
         return runtime_for(self.app)
 
+    def _swarm_state(self) -> str:
+        """The swarm's state field alone (one HGET, not the whole meta hash); ``""`` when absent."""
+        raw = self._rt.store.meta_field(self.id, "state")
+        return raw.decode() if raw else ""
+
     def _meta(self) -> dict[str, bytes]:
         meta = self._rt.store.meta(self.id)
         if not meta:
@@ -132,8 +137,8 @@ class SwarmResult(_AsyncResultBase):
     @property
     def state(self) -> str:  # type: ignore[override]
         """PENDING, STARTED, SUCCESS, FAILURE or REVOKED (PENDING also for an unknown id, as Celery)."""
-        meta = self._rt.store.meta(self.id)
-        return _CELERY_STATE[meta["state"].decode()] if meta else states.PENDING
+        state = self._swarm_state()
+        return _CELERY_STATE[state] if state else states.PENDING
 
     status = state  # type: ignore[assignment]
 
@@ -178,15 +183,14 @@ class SwarmResult(_AsyncResultBase):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
-            meta = self._rt.store.meta(self.id)  # absent = not created yet (e.g. a later chain step)
-            state = meta["state"].decode() if meta else "pending"
+            state = self._swarm_state()  # absent = not created yet (e.g. a later chain step)
             if state in _FIN:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise CeleryTimeoutError(f"swarm {self.id} did not finish within {timeout}s")
             time.sleep(delay)
             delay = min(delay * 2, interval)
-        value = outcome_value(self._rt, self.id, _FIN[state], meta)
+        value = outcome_value(self._rt, self.id, _FIN[state], self._rt.store.meta(self.id))
         if state == "cancelled":
             raise SwarmCancelledError(f"swarm {self.id} was cancelled")
         if state == "failed" and propagate:
