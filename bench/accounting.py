@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from mageflow_celery.scripts import SOURCES
+from mageflow_celery.state.scripts import SOURCES
 
 _END = b"mageflow-bench-monitor-end"
 #: Script SHA1 -> script name, to tell the scripts apart in ``EVALSHA`` lines.

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 
 from .meter import Meter, Sample
 

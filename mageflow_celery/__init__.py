@@ -2,15 +2,18 @@
 
 A swarm is a group of Celery tasks run with a per-swarm concurrency limit, that accepts new tasks
 while it runs until it is closed, stops after N failures, and then runs success or error callbacks
-that receive the members' results.
+that receive the members' results. The package's layers are described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 from ._version import __version__
-from .canvas import Swarm, swarm
-from .client import Mageflow, MageflowSignature
+from .client.canvas import Swarm, swarm
+from .client.membership import SwarmMember
+from .client.result import SwarmProgress, SwarmResult
+from .client.signing import MageflowSignature
 from .config import SwarmConfig
+from .engine.model import ReturnValue
 from .errors import (
     MageflowError,
     NotSerializableError,
@@ -21,10 +24,8 @@ from .errors import (
     SwarmNotFoundError,
     TooManyTasksError,
 )
-from .membership import SwarmMember
-from .model import ReturnValue
-from .result import SwarmProgress, SwarmResult
-from .runtime import install
+from .install import install
+from .seed import Mageflow
 
 __all__ = [
     "__version__",

@@ -1,8 +1,10 @@
-"""Eager mode (``task_always_eager``): run admitted members inline, one at a time, in a loop.
+"""The eager driver (``task_always_eager``, ``Swarm.apply``): members run inline, one at a time.
 
-The same scripts record every transition, so S2–S8 hold and :class:`SwarmResult` works as usual;
-the worker hooks are not involved (they ignore eager requests). A member's exception is counted as
-a failure (S7) whatever ``task_eager_propagates`` says.
+A driver of its own over the same state transitions the worker side uses: it receives each admitted
+member through the start gate, runs it in this process, reports its outcome, and goes on with what
+that admitted, until nothing is admitted any more. So S2–S8 hold and :class:`SwarmResult` works as
+usual; the worker hooks are not involved (they ignore eager requests). A member's exception is counted
+as a failure (S7) whatever ``task_eager_propagates`` says. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,16 @@ import contextvars
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from celery import Celery
 from celery.canvas import Signature, _chain, signature
 
-from .members import build_member
-from .summary import error_record
-
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from .runtime import Runtime
-    from .store import Transition
+from .engine.dispatch import revoke_and_finalize, run_context
+from .engine.members import build_member
+from .engine.runtime import Runtime
+from .engine.summary import error_record
+from .state.store import Transition
 
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("mageflow_inline", default=False)
 
@@ -42,7 +42,7 @@ def inline_wanted(app: Celery) -> bool:
     return bool(app.conf.task_always_eager) or _INLINE.get()
 
 
-def _apply_member(member: Signature) -> tuple[str, Any]:
+def _apply_member(member: Signature[Any]) -> tuple[str, Any]:
     """Run one member inline; ``("s", result)`` or ``("f", exception)``."""
     steps = [signature(t, app=member.app) for t in member.tasks] if isinstance(member, _chain) else [member]
     value: Any = None
@@ -55,28 +55,32 @@ def _apply_member(member: Signature) -> tuple[str, Any]:
     return "s", value
 
 
-def run_inline(rt: Runtime, swarm_id: str, tr: Transition) -> list[Transition]:
-    """Execute ``tr``'s admitted members and every member they make admissible; return the transitions
-    whose finalization or revocation the caller still has to follow."""
-    from .dispatch import run_context
+def _run_one(rt: Runtime, swarm_id: str, index: int, blob: bytes, ctx: Any) -> Transition | None:
+    """Receive, run and report one admitted member; ``None`` when the start gate dropped it."""
+    if rt.store.receive(swarm_id, index) != "ok":
+        return None  # the swarm ended (failure threshold, cancel) after this member was admitted
+    try:
+        kind, value = _apply_member(build_member(rt.app, swarm_id, index, rt.task_codec.loads(blob), ctx))
+    except Exception as build_error:  # the message could not be built (S4): a member failure
+        kind, value = "f", build_error
+    if kind == "s":
+        payload = rt.result_codec.dumps(value, "member result")
+    else:
+        payload = error_record(swarm_id, index, None, value if isinstance(value, BaseException) else None)
+    return rt.store.report(swarm_id, [(index, kind, payload)], want_ctx=False)
 
+
+def drive(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
+    """Follow ``tr`` inline: run what it admitted and every member that makes admissible, then finalize."""
+    revoke_and_finalize(rt, swarm_id, tr, terminate)
+    if not tr.admitted:
+        return
     ctx = run_context(rt, swarm_id, tr)
-    codec = rt.task_codec
     todo: deque[tuple[int, bytes]] = deque(tr.admitted)
-    later: list[Transition] = []
     while todo:
         index, blob = todo.popleft()
-        rt.store.receive(swarm_id, index)
-        try:
-            kind, value = _apply_member(build_member(rt.app, swarm_id, index, codec.loads(blob), ctx))
-        except Exception as build_error:  # the message could not be built (S4): a member failure
-            kind, value = "f", build_error
-        if kind == "s":
-            payload = rt.result_codec.dumps(value, "member result")
-        else:
-            payload = error_record(swarm_id, index, None, value if isinstance(value, BaseException) else None)
-        nxt = rt.store.report(swarm_id, [(index, kind, payload)], want_ctx=False)
+        nxt = _run_one(rt, swarm_id, index, blob, ctx)
+        if nxt is None:
+            continue
         todo.extend(nxt.admitted)
-        if nxt.fin or nxt.revoke:
-            later.append(nxt)
-    return later
+        revoke_and_finalize(rt, swarm_id, nxt)

@@ -10,12 +10,14 @@ Example:
     >>> new = await s.add_task(await mageflow.sign("process-item", data=1, app=app))
     >>> await new.aio_run_no_wait(ProcessMessage())
     >>> await s.close_swarm()
+
+Layer: ``client`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Celery, current_app
 
@@ -23,9 +25,8 @@ from .canvas import Swarm
 from .canvas import swarm as _swarm
 from .membership import SwarmMember
 from .result import SwarmProgress, SwarmResult
-
-if TYPE_CHECKING:
-    from .client import Mageflow, MageflowSignature
+from .signing import MageflowSignature
+from .signing import sign as _sign
 
 
 class AioSwarmResult:
@@ -104,20 +105,18 @@ async def swarm(*args: Any, **kwargs: Any) -> AioSwarm:
 
 async def sign(task: Any, app: Celery | None = None, **kwargs: Any) -> MageflowSignature:
     """``await mageflow.sign("process-file", file_path="a.txt")``: a signature with bound kwargs."""
-    from .client import Mageflow
-
-    return Mageflow(app or current_app).sign(task, **kwargs)
+    return _sign(app or current_app, task, **kwargs)
 
 
 class AioClient:
-    """``Mageflow.aio``: the coroutine versions bound to one client's app."""
+    """``Mageflow.aio``: the coroutine versions bound to one app."""
 
-    def __init__(self, client: Mageflow) -> None:
-        self.client = client
+    def __init__(self, app: Celery) -> None:
+        self.app = app
 
     async def swarm(self, *args: Any, **kwargs: Any) -> AioSwarm:
-        kwargs.setdefault("app", self.client.app)
+        kwargs.setdefault("app", self.app)
         return AioSwarm(_swarm(*args, **kwargs))
 
     async def sign(self, task: Any, **kwargs: Any) -> MageflowSignature:
-        return self.client.sign(task, **kwargs)
+        return _sign(self.app, task, **kwargs)

@@ -1,4 +1,7 @@
-"""The ``swarm`` canvas primitive: :class:`Swarm` (a registered Signature type) and :func:`swarm`."""
+"""The ``swarm`` canvas primitive: :class:`Swarm` (a registered Signature type) and :func:`swarm`.
+
+Layer: ``client`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from celery.canvas import Signature, signature
 from celery.result import EagerResult
 from pydantic import BaseModel
 
-from ._compat import from_dict, known_app, merge
-from .config import SwarmConfig, result_ttl_default
-from .dispatch import follow
-from .eager import inline_members, inline_wanted
-from .errors import (
+from .._compat import from_dict, known_app, merge
+from ..config import SwarmConfig, result_ttl_default
+from ..eager import inline_members, inline_wanted
+from ..engine.members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
+from ..engine.runtime import Runtime, installed_runtime, runtime_for
+from ..errors import (
     MageflowError,
     SwarmCancelledError,
     SwarmClosedError,
@@ -23,13 +27,14 @@ from .errors import (
     SwarmNotFoundError,
     TooManyTasksError,
 )
-from .keys import MEMBER_SEP
-from .members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
+from ..keys import MEMBER_SEP
+from ..signals import swarm_closed, swarm_started
+from ..state.codec import Codec
+from .drive import advance
 from .membership import SwarmMember, adopt, check_status
+from .messages import as_kwargs
 from .oncommit import OnCommitMixin, on_commit
 from .result import SwarmResult
-from .runtime import Runtime, installed_runtime, runtime_for
-from .signals import swarm_closed, swarm_started
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -41,17 +46,6 @@ SCHEMA_VERSION = 1
 SWARM_TASK = "mageflow.swarm"
 #: Canvas options carried by the swarm's result task.
 _CARRIED = ("chain", "chord", "group_id", "group_index", "link", "link_error")
-
-
-def as_kwargs(value: Any) -> dict[str, Any]:
-    """Run kwargs from a dict or a pydantic model (``model_dump(mode="json", exclude_unset=True)``)."""
-    if value is None:
-        return {}
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_unset=True)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise MageflowError(f"kwargs must be a dict or a pydantic model, not {type(value).__name__}")
 
 
 def _strict(app: Celery) -> bool:
@@ -227,8 +221,6 @@ class Swarm(OnCommitMixin, Signature):
 
     def _member_blobs(self, app: Celery) -> list[bytes]:
         if self._blobs is None:
-            from .codec import Codec
-
             codec = Codec(app.conf.task_serializer)
             self._blobs = [codec.dumps(t, f"swarm member {i}") for i, t in enumerate(self.definition["tasks"])]
         return self._blobs
@@ -320,7 +312,7 @@ class Swarm(OnCommitMixin, Signature):
         rt.cache_ctx(swarm_id, ctx)
         logger.info("swarm %s (%s) started with %d member(s)", swarm_id, self.swarm_name, len(self.definition["tasks"]))
         swarm_started.send(sender=swarm_id, app=self.app, name=self.swarm_name)
-        follow(rt, swarm_id, tr)
+        advance(rt, swarm_id, tr)
         if inline_wanted(self.app) and self.app.conf.task_eager_propagates and result.failed():
             result.get(disable_sync_subtasks=False)  # raises SwarmFailedError with the summary
         return result
@@ -382,7 +374,7 @@ class Swarm(OnCommitMixin, Signature):
         if int(tr.extra[1]):
             logger.info("swarm %s (%s) closed: max_task_allowed reached", swarm_id, self.swarm_name)
             swarm_closed.send(sender=swarm_id, app=self.app, name=self.swarm_name)
-        follow(rt, swarm_id, tr)
+        advance(rt, swarm_id, tr)
         logger.debug("swarm %s: member %d %s", swarm_id, index, "queued" if run else "registered")
         return adopt(task, sig, swarm_id, index, self.app)
 
@@ -426,4 +418,4 @@ class Swarm(OnCommitMixin, Signature):
         return self._result().cancel(terminate=terminate)
 
 
-__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "as_kwargs", "swarm"]
+__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "swarm"]

@@ -1,4 +1,7 @@
-"""Member handles: what :meth:`Swarm.add_task` returns. Applying one queues it in its swarm."""
+"""Member handles: what :meth:`Swarm.add_task` returns. Applying one queues it in its swarm.
+
+Layer: ``client`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -12,13 +15,14 @@ from celery.canvas import Signature
 from celery.result import AsyncResult
 from pydantic import BaseModel
 
-from ._compat import from_dict, merge
-from .dispatch import follow
-from .errors import MageflowError, SwarmClosedError, SwarmNotFoundError, TooManyTasksError
-from .keys import member_task_id
-from .members import CANVAS_OPTIONS
+from .._compat import from_dict, merge
+from ..engine.members import CANVAS_OPTIONS
+from ..engine.runtime import runtime_for
+from ..errors import MageflowError, SwarmClosedError, SwarmNotFoundError, TooManyTasksError
+from ..keys import member_task_id
+from .drive import advance
+from .messages import as_kwargs, model_or_kwargs
 from .oncommit import OnCommitMixin
-from .runtime import runtime_for
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -40,12 +44,6 @@ def check_status(status: str, swarm_id: str, index: int | None = None) -> None:
         raise cls(msg.format(id=swarm_id, index=index))
 
 
-def _model_or_kwargs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
-    if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
-        return (), args[0]
-    return args, kwargs
-
-
 def queue_member(
     sig: Signature,
     app: Celery,
@@ -56,8 +54,6 @@ def queue_member(
     options: Mapping[str, Any],
 ) -> AsyncResult[Any]:
     """Queue member ``index`` with its run args/kwargs merged in (member run kwargs win)."""
-    from .canvas import as_kwargs
-
     rt = runtime_for(app)
     new_args, new_kwargs, new_opts = merge(sig, tuple(args or ()), as_kwargs(kwargs), dict(options))
     data = dict(sig)
@@ -70,7 +66,7 @@ def queue_member(
     tr = rt.store.enqueue(swarm_id, index, blob, want_ctx=rt.cached_ctx(swarm_id) is None)
     check_status(tr.status, swarm_id, index)
     logger.debug("swarm %s: member %d queued", swarm_id, index)
-    follow(rt, swarm_id, tr)
+    advance(rt, swarm_id, tr)
     return AsyncResult(member_task_id(swarm_id, index), app=app)
 
 
@@ -79,7 +75,7 @@ class MessageMixin(OnCommitMixin):
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult[Any]:
         """Apply with star arguments; ``x.delay(model)`` takes a pydantic model as the message."""
-        a, kw = _model_or_kwargs(args, kwargs)
+        a, kw = model_or_kwargs(args, kwargs)
         result: AsyncResult[Any] = self.apply_async(a, kw)  # type: ignore[attr-defined]
         return result
 

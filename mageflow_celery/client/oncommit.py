@@ -1,4 +1,7 @@
-"""Django integration: ``apply_async_on_commit`` / ``delay_on_commit``, as Celery's ``DjangoTask``."""
+"""Django integration: ``apply_async_on_commit`` / ``delay_on_commit``, as Celery's ``DjangoTask``.
+
+Layer: ``client`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 def on_commit(fn: Any, *args: Any, **kwargs: Any) -> None:
     """Run ``fn(*args, **kwargs)`` when the current Django transaction commits (at once outside one)."""
-    from django.db import transaction
+    from django.db import transaction  # deferred: Django is optional (only *_on_commit callers have it)
 
     transaction.on_commit(functools.partial(fn, *args, **kwargs))
 

@@ -1,4 +1,7 @@
-"""SwarmResult (a handle on a swarm by id) and SwarmProgress (a snapshot of its counts)."""
+"""SwarmResult (a handle on a swarm by id) and SwarmProgress (a snapshot of its counts).
+
+Layer: ``client`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from pydantic import BaseModel, ConfigDict
 
-from ._compat import assert_will_not_block
-from .dispatch import follow, outcome_value
-from .errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
-from .runtime import Runtime, runtime_for
-from .signals import swarm_closed, swarm_paused, swarm_resumed
-from .summary import COUNTS, counts
+from .._compat import assert_will_not_block
+from ..engine.finalize import outcome_value
+from ..engine.runtime import Runtime, runtime_for
+from ..engine.summary import COUNTS, counts
+from ..errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
+from ..signals import swarm_closed, swarm_paused, swarm_resumed
+from .drive import advance
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -222,7 +226,7 @@ class SwarmResult(_AsyncResultBase):
             name = self._name()
             logger.info("swarm %s (%s) closed", self.id, name)
             swarm_closed.send(sender=self.id, app=self.app, name=name)
-            follow(rt, self.id, tr)
+            advance(rt, self.id, tr)
         return tr.status == "ok"
 
     def pause(self) -> bool:
@@ -246,7 +250,7 @@ class SwarmResult(_AsyncResultBase):
             name = self._name()
             logger.info("swarm %s (%s) resumed", self.id, name)
             swarm_resumed.send(sender=self.id, app=self.app, name=name)
-            follow(rt, self.id, tr)
+            advance(rt, self.id, tr)
         return tr.status == "ok"
 
     def cancel(self, terminate: bool = False) -> bool:
@@ -256,7 +260,7 @@ class SwarmResult(_AsyncResultBase):
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
         if tr.status == "ok":
-            follow(rt, self.id, tr, terminate=terminate)
+            advance(rt, self.id, tr, terminate=terminate)
         return tr.status == "ok"
 
     def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, **_: Any) -> bool:  # type: ignore[override]

@@ -1,4 +1,7 @@
-"""Normalizing members and callbacks into signatures, and building a member's message at publish time."""
+"""Normalizing members and callbacks into signatures, and building a member's message at publish time.
+
+Layer: ``engine`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from celery import Celery
 from celery.app.task import Task
 from celery.canvas import Signature, _chain, group, signature
 
-from ._compat import ChordType
-from .errors import MageflowError
-from .keys import member_task_id, step_task_id
+from .._compat import ChordType
+from ..errors import MageflowError
+from ..keys import member_task_id, step_task_id
 from .model import pydantic_model_param
 
 #: Options of a swarm that become defaults for every member (a member's own options win).

@@ -1,4 +1,7 @@
-"""Seed-style messages: ``ReturnValue[T]`` and tasks whose single parameter is a pydantic model."""
+"""Seed-style messages: ``ReturnValue[T]`` and tasks whose single parameter is a pydantic model.
+
+Layer: ``engine`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Retrying state-store calls made by worker hooks and the reporter (R4)."""
+"""Retrying state-store calls made by worker hooks and the reporter (R4).
+
+Layer: ``engine`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from .errors import MageflowError
+from ..errors import MageflowError
 
 logger = logging.getLogger("mageflow_celery")
 

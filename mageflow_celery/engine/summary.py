@@ -1,4 +1,7 @@
-"""The failure summary handed to error callbacks and carried by :class:`SwarmFailedError`."""
+"""The failure summary handed to error callbacks and carried by :class:`SwarmFailedError`.
+
+Layer: ``engine`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .keys import member_task_id
+from ..keys import member_task_id
 
 #: Longest exception message kept per failed member, in characters.
 MESSAGE_MAX = 1024

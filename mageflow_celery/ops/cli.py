@@ -9,17 +9,18 @@ Celery loads it through the ``celery.commands`` entry point, so once mageflow_ce
     celery -A proj swarm cancel ID [--terminate] [--yes] | close ID [--yes]
     celery -A proj swarm reap
 
-Output is built on :mod:`mageflow_celery.inspect` and :class:`~mageflow_celery.SwarmResult`, never on
+Output is built on :mod:`mageflow_celery.ops.inspect` and :class:`~mageflow_celery.SwarmResult`, never on
 raw keys. Results go to stdout, messages and errors to stderr. Exit codes: 0 success; 1 the watched
 swarm failed or was cancelled, a confirmation was declined, or another mageflow error; 2 bad usage;
 3 no swarm has that id; 69 the state Redis (or the broker) is unreachable; 130 ``watch`` interrupted (Ctrl-C).
+
+Layer: ``ops`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib
 import json
 import sys
 import time
@@ -30,9 +31,10 @@ import click
 from celery import Celery, current_app
 from kombu.exceptions import OperationalError
 
-from .errors import MageflowError, StateStoreError, SwarmNotFoundError
+from ..client.result import SwarmProgress, SwarmResult
+from ..errors import MageflowError, StateStoreError, SwarmNotFoundError
+from ..worker.reaper import reap_once
 from .inspect import FINISHED_STATES, describe_swarm, list_swarms
-from .result import SwarmProgress, SwarmResult
 
 #: Exit code: the watched swarm failed or was cancelled (also any other mageflow error).
 EXIT_UNSUCCESSFUL = 1
@@ -421,15 +423,7 @@ def close(ctx: click.Context, swarm_id: str, yes: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.pass_context
 def reap(ctx: click.Context, as_json: bool) -> None:
-    try:
-        reaper = importlib.import_module("mageflow_celery.reaper")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mageflow_celery.reaper":
-            raise
-        raise CommandError("this version of mageflow_celery has no reaper (mageflow_celery.reaper)") from exc
-    outcome = reaper.reap_once(_app(ctx))
-    is_report = dataclasses.is_dataclass(outcome) and not isinstance(outcome, type)
-    counts: dict[str, Any] = dataclasses.asdict(outcome) if is_report else dict(outcome or {})
+    counts: dict[str, Any] = dataclasses.asdict(reap_once(_app(ctx)))
     if as_json:
         click.echo(json.dumps(counts, indent=2))
         return

@@ -1,12 +1,14 @@
 """Read-only views of swarms, for the ``celery swarm`` command, tests and users.
 
-Everything here reads; nothing changes a swarm. Reads go through :class:`~mageflow_celery.store.SwarmStore`
+Everything here reads; nothing changes a swarm. Reads go through :class:`~mageflow_celery.state.store.SwarmStore`
 (never raw keys) and cost a fixed number of round trips: one for a swarm, two for the list of all swarms.
 
 Example:
-    >>> from mageflow_celery.inspect import describe_swarm, list_swarms
+    >>> from mageflow_celery.ops.inspect import describe_swarm, list_swarms
     >>> [p.swarm_id for p in list_swarms(app) if p.state == "running"]
     >>> describe_swarm(app, swarm_id)["failed_members"]
+
+Layer: ``ops`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 
 from celery import Celery
 
-from .errors import SwarmNotFoundError
-from .result import PROGRESS_FIELDS, SwarmProgress, progress_from_meta
-from .runtime import runtime_for
+from ..client.result import PROGRESS_FIELDS, SwarmProgress, progress_from_meta
+from ..engine.runtime import runtime_for
+from ..errors import SwarmNotFoundError
 
 #: Swarm states after which nothing changes any more.
 FINISHED_STATES = frozenset({"succeeded", "failed", "cancelled"})

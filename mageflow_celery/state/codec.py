@@ -1,4 +1,7 @@
-"""Encode and decode what is stored in Redis with the app's own serializers (``kombu.serialization``)."""
+"""Encode and decode what is stored in Redis with the app's own serializers (``kombu.serialization``).
+
+Layer: ``state`` (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,8 @@ from typing import Any
 from kombu.exceptions import DecodeError, EncodeError
 from kombu.serialization import dumps, loads
 
-from ._compat import serializer_registry
-from .errors import MageflowError, NotSerializableError
+from .._compat import serializer_registry
+from ..errors import MageflowError, NotSerializableError
 
 
 class Codec:

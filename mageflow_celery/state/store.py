@@ -2,6 +2,8 @@
 
 One typed method per Lua script (each is one atomic state transition), plus plain reads. Redis errors
 are raised as :class:`~mageflow_celery.errors.StateStoreError`.
+
+Layer: ``state`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from .errors import StateStoreError
-from .keys import SwarmKeys, index_key, reaper_lock_key
+from ..errors import StateStoreError
+from ..keys import SwarmKeys, index_key, reaper_lock_key
 from .scripts import SOURCES
 
 
@@ -213,7 +215,7 @@ class SwarmStore:
             self._read("index", self.client.zrem, key, *stale)
         return [(swarm_id, row) for swarm_id, row in zip(ids, rows, strict=True) if "state" in row]
 
-    # -- leases and the reaper (lease.py, reaper.py) ------------------------------------------------
+    # -- leases and the reaper (worker/lease.py, worker/reaper.py) ------------------------------------------------
 
     def renew_many(self, held: dict[str, list[int]], take: bool = True) -> dict[str, Renewal | None]:
         """Extend the leases of members a worker holds, per swarm (``None``: the swarm is gone).

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import redis
+from celery import Celery
+
+from ..client.result import SwarmResult
 from ._redis import RedisCluster, RedisServer, find_free_port
-
-if TYPE_CHECKING:
-    import redis
-    from celery import Celery
-
-    from mageflow_celery import SwarmResult
 
 __all__ = [
     # waiting
@@ -87,8 +85,6 @@ def wait_for_swarm(swarm_id: str, app: Celery, timeout_s: float = 30.0) -> Swarm
         >>> result = wait_for_swarm(swarm_id, mageflow_app, timeout_s=10)  # doctest: +SKIP
         >>> result.get(timeout=1)  # doctest: +SKIP
     """
-    from mageflow_celery import SwarmResult
-
     result = SwarmResult(swarm_id, app=app)
     wait_for(result.ready, timeout_s=timeout_s, message=f"swarm {swarm_id!r} to finish")
     return result

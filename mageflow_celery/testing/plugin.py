@@ -30,10 +30,13 @@ from typing import Any, NoReturn, Protocol
 import pytest
 import redis
 from celery import Celery
+from celery import _state as celery_state
+from celery.contrib.testing.worker import start_worker
 from celery.worker import WorkController
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..install import install
 from ._redis import RedisServer
 
 #: Environment variable naming an existing Redis to test against instead of a throwaway server.
@@ -162,8 +165,6 @@ def mageflow_app(
     applied even when ``mageflow_celery_config`` is redefined. Redefine this fixture to build the
     app differently (e.g. to install mageflow with a ``key_prefix``).
     """
-    from mageflow_celery import install
-
     app = Celery("mageflow-test", set_as_current=False)
     app.conf.update({**mageflow_celery_config, **_marker_overrides(request)})
     install(app, redis_url=mageflow_redis_url)
@@ -179,9 +180,7 @@ def mageflow_app(
 @contextmanager
 def _restoring_current_app() -> Iterator[None]:
     """Undo ``start_worker`` making its app the current and default one."""
-    from celery import _state
-
-    state: Any = _state
+    state: Any = celery_state
     default_app, current_app = state.default_app, getattr(state._tls, "current_app", None)
     try:
         yield
@@ -203,8 +202,6 @@ def mageflow_worker(mageflow_app: Celery) -> Iterator[WorkerFactory]:
         >>> def test_runs(mageflow_app, mageflow_worker):  # doctest: +SKIP
         ...     mageflow_worker(concurrency=2)
     """
-    from celery.contrib.testing.worker import start_worker
-
     with ExitStack() as stack:
         stack.enter_context(_restoring_current_app())
 

@@ -8,6 +8,8 @@
   holding its token, as a dispatched member (hand-off). A plain ``raise Ignore()`` ends the member:
   with the outcome the task stored itself (``update_state``/``mark_as_done``) when there is one, else
   as revoked (failed).
+
+Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 
 from celery import signals, states
 from celery._state import get_current_task
+from celery.exceptions import NotRegistered
 
-from .keys import parse_member_task_id
-from .retry import with_retries
-from .runtime import installed_runtime
-from .summary import error_record
+from ..engine.retry import with_retries
+from ..engine.runtime import installed_runtime
+from ..engine.summary import error_record
+from ..keys import parse_member_task_id
+from .parts import reporter
 
 logger = logging.getLogger("mageflow_celery")
 _handed_off = threading.local()
@@ -42,13 +46,11 @@ def _fail(app: Any, task_id: str | None, exc: BaseException | None, kind: str) -
     if parsed is None or rt is None:
         return
     swarm_id, index, _final = parsed
-    rt.reporter.submit(swarm_id, index, "f", error_record(swarm_id, index, task_id, exc, kind))
+    reporter(rt).submit(swarm_id, index, "f", error_record(swarm_id, index, task_id, exc, kind))
 
 
 def on_unknown(sender: Any = None, id: str | None = None, name: str | None = None, **_: Any) -> None:
     """The receiving worker does not know the member's task name: the member failed."""
-    from celery.exceptions import NotRegistered
-
     _fail(getattr(sender, "app", None), id, NotRegistered(name), "NotRegistered")
 
 
@@ -94,11 +96,11 @@ def on_postrun(
         return
     status, value = _stored(sender, task_id)
     if status == states.SUCCESS:
-        rt.reporter.submit(swarm_id, index, "s", value)
+        reporter(rt).submit(swarm_id, index, "s", value)
     else:
         exc = value if status == states.FAILURE and isinstance(value, BaseException) else retval
         kind = "f" if status == states.FAILURE else "x"
-        rt.reporter.submit(swarm_id, index, kind, error_record(swarm_id, index, task_id, exc))
+        reporter(rt).submit(swarm_id, index, kind, error_record(swarm_id, index, task_id, exc))
 
 
 def _stored(task: Any, task_id: str | None) -> tuple[str, Any]:

@@ -3,6 +3,8 @@
 Connected once per process (``dispatch_uid``); each routes by ``sender.app`` to that app's runtime, so
 several installed apps in one process never see each other's members. Eager runs are ignored here:
 eager swarms are driven inline by :mod:`mageflow_celery.eager`.
+
+Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from typing import Any
 from celery import signals
 from celery.worker import state as worker_state
 
-from . import endings
-from .keys import parse_member_task_id
-from .retry import with_retries
-from .runtime import installed_runtime
-from .summary import error_record
+from ..engine.retry import with_retries
+from ..engine.runtime import installed_runtime
+from ..engine.summary import error_record
+from ..keys import parse_member_task_id
+from . import endings, parts
 
 logger = logging.getLogger("mageflow_celery")
 _connected = False
@@ -55,7 +57,7 @@ def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
         logger.debug("swarm %s: member %d dropped at receipt (swarm ended)", swarm_id, index)
     else:
         if verdict == "ok":
-            rt.leases.track(swarm_id, index, request)
+            parts.leases(rt).track(swarm_id, index, request)
         logger.debug("swarm %s: member %d received (%s)", swarm_id, index, verdict)
 
 
@@ -75,7 +77,7 @@ def _submit(task: Any, task_id: str | None, kind: str, value: Any, final_only: b
     if kind != "s":
         exc = value if isinstance(value, BaseException) else None
         value = error_record(swarm_id, index, task_id, exc, "TaskRevokedError" if kind == "x" else "")
-    rt.reporter.submit(swarm_id, index, kind, value)
+    parts.reporter(rt).submit(swarm_id, index, kind, value)
 
 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
@@ -97,8 +99,4 @@ def on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 def on_shutdown(**_: Any) -> None:
     """Report what is still queued before the process exits."""
-    from .runtime import all_runtimes
-
-    for rt in all_runtimes():
-        if rt._reporter is not None:
-            rt._reporter.flush(timeout_s=10.0)
+    parts.flush_reporters(timeout_s=10.0)

@@ -10,6 +10,8 @@ One round trip per tick on a standalone Redis (a pipeline); on Redis Cluster one
 because the keys of different swarms live on different slots. The thread never runs on the consumer's
 event loop, so a slow Redis cannot stall message consumption; it works for every pool (prefork,
 threads, solo, gevent/eventlet monkey-patch the thread into a greenlet).
+
+Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery.worker import state as worker_state
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from ..engine.runtime import Runtime
 
 logger = logging.getLogger("mageflow_celery")
 

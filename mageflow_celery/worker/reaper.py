@@ -25,6 +25,8 @@ looks at every indexed swarm that may still change:
 
 A member that comes back late after being re-published is counted once: its outcome finds it already
 recorded (R1).
+
+Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -35,16 +37,19 @@ import weakref
 from dataclasses import dataclass, fields
 from typing import Any
 
+from billiard.exceptions import WorkerLostError
 from celery import Celery, bootsteps, states
 from celery.backends.base import DisabledBackend
 
-from .config import FINALIZE_CLAIM_S
-from .dispatch import finalize, follow
-from .errors import MageflowError
-from .keys import member_task_id
-from .runtime import Runtime, installed_runtime, runtime_for
-from .store import Expired, Reaped
-from .summary import error_record
+from ..config import FINALIZE_CLAIM_S
+from ..engine.dispatch import follow
+from ..engine.finalize import finalize
+from ..engine.runtime import Runtime, installed_runtime, runtime_for
+from ..engine.summary import error_record
+from ..errors import MageflowError
+from ..keys import member_task_id
+from ..state.store import Expired, Reaped
+from .parts import existing_leases
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -233,8 +238,6 @@ _LOST: Any = _Lost()
 
 
 def _lost_record(swarm_id: str, index: int) -> bytes:
-    from billiard.exceptions import WorkerLostError
-
     exc = WorkerLostError("the worker running this member was lost (its lease expired)")
     return error_record(swarm_id, index, member_task_id(swarm_id, index), exc)
 
@@ -274,8 +277,9 @@ class ReaperStep(bootsteps.StartStopStep):
             self._thread.join(timeout=10.0)
             self._thread = None
         rt = installed_runtime(parent.app)
-        if rt is not None and rt._leases is not None:
-            rt._leases.stop()
+        keeper = existing_leases(rt) if rt is not None else None
+        if keeper is not None:
+            keeper.stop()
 
     terminate = stop
 

@@ -4,6 +4,8 @@ Worker hooks hand each outcome to :meth:`Reporter.submit` and return at once; on
 batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted.
 Redis errors are retried with backoff and logged; what still fails is left to the reaper, which
 reconciles from the result backend (R4).
+
+Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from .dispatch import follow
-from .errors import MageflowError
-from .retry import with_retries
-from .runtime import Runtime
+from ..engine.dispatch import follow
+from ..engine.retry import with_retries
+from ..engine.runtime import Runtime
+from ..engine.summary import error_record
+from ..errors import MageflowError
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -100,8 +103,6 @@ class Reporter:
                 try:
                     value = codec.dumps(value, "member result")
                 except MageflowError as exc:
-                    from .summary import error_record
-
                     kind, value = "f", error_record(swarm_id, index, None, exc)
             encoded.append((index, kind, value))
         want_ctx = rt.cached_ctx(swarm_id) is None

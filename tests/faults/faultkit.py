@@ -17,8 +17,8 @@ from celery import Celery
 from faults_app import build, probe_key
 
 from mageflow_celery import SwarmResult
-from mageflow_celery.runtime import runtime_for
-from mageflow_celery.summary import counts
+from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.engine.summary import counts
 from mageflow_celery.testing import wait_for
 
 HERE = Path(__file__).resolve().parent

@@ -9,9 +9,10 @@ import pytest
 from faultkit import Faults, TokenSampler, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import callback_task_id
-from mageflow_celery.runtime import runtime_for
 from mageflow_celery.testing import wait_for
+from mageflow_celery.worker.parts import reporter
 
 pytestmark = [pytest.mark.redis]
 
@@ -65,15 +66,15 @@ def test_d_the_same_outcome_reported_twice_through_the_hooks_path_counts_once(fa
     def report_all() -> None:
         barrier.wait()
         for i in range(4):
-            rt.reporter.submit(swarm_id, i, "s", i)
-            rt.reporter.submit(swarm_id, i, "s", i)
+            reporter(rt).submit(swarm_id, i, "s", i)
+            reporter(rt).submit(swarm_id, i, "s", i)
 
     threads = [threading.Thread(target=report_all) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert rt.reporter.flush(timeout_s=10)
+    assert reporter(rt).flush(timeout_s=10)
     # Then each member counts once, and the success callback was published once
     assert_counted_once(app, swarm_id, 4, {0, 1, 2, 3})
     queued = [json.loads(m)["headers"]["id"] for m in faults.probe.lrange("celery", 0, -1)]

@@ -11,7 +11,7 @@ from celery.canvas import Signature
 from faultkit import Faults, TokenSampler, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

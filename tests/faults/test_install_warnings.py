@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 
 from mageflow_celery import install
-from mageflow_celery.reaper import ReaperStep
+from mageflow_celery.worker.reaper import ReaperStep
 
 URL = "redis://127.0.0.1:1/0"  # never contacted: install connects lazily
 

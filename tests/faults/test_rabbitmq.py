@@ -16,7 +16,7 @@ from faultkit import RECOVERY, Faults, TokenSampler, assert_counted_once, finish
 from kombu import Connection
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import in_ci
 

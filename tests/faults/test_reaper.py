@@ -15,10 +15,10 @@ from celery import Celery, states
 from faultkit import Faults
 
 from mageflow_celery import SwarmConfig, swarm
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import callback_task_id, member_task_id
-from mageflow_celery.reaper import ReapReport, reap_once
-from mageflow_celery.runtime import runtime_for
 from mageflow_celery.testing import wait_for
+from mageflow_celery.worker.reaper import ReapReport, reap_once
 
 pytestmark = [pytest.mark.redis]
 

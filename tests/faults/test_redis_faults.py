@@ -10,9 +10,9 @@ import redis
 from faultkit import Faults, TokenSampler, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.reaper import reap_once
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import RedisCluster, max_overlap
+from mageflow_celery.worker.reaper import reap_once
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 

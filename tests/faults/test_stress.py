@@ -8,7 +8,7 @@ import pytest
 from faultkit import Faults, TokenSampler, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import max_overlap
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]

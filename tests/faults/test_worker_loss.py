@@ -14,7 +14,7 @@ from celery import Celery
 from faultkit import RECOVERY, Faults, TokenSampler, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import max_overlap, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]

@@ -1,4 +1,4 @@
-"""S10 progress and the read-only views of mageflow_celery.inspect, step by step on a real worker."""
+"""S10 progress and the read-only views of mageflow_celery.ops.inspect, step by step on a real worker."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from celery import Celery
 from opskit import Ops
 
 from mageflow_celery import SwarmConfig, SwarmNotFoundError, SwarmProgress, SwarmResult, swarm
-from mageflow_celery.inspect import describe_swarm, list_swarms
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import SwarmKeys, index_key, member_task_id
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.ops.inspect import describe_swarm, list_swarms
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 

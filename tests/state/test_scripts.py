@@ -18,8 +18,8 @@ import redis
 from celery import Celery
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.runtime import runtime_for
-from mageflow_celery.store import SwarmStore, Transition
+from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.state.store import SwarmStore, Transition
 from mageflow_celery.testing import redis_snapshot
 
 pytestmark = [pytest.mark.redis]

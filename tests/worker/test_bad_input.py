@@ -25,7 +25,7 @@ from mageflow_celery import (
     install,
     swarm,
 )
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import redis_snapshot, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 

@@ -18,7 +18,7 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 
 from mageflow_celery import ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult, swarm
-from mageflow_celery.runtime import runtime_for
+from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 

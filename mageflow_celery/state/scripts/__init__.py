@@ -1,7 +1,7 @@
 """The Lua scripts, one file per state transition, loaded once at import.
 
 Each ``<name>.lua`` is prefixed with ``_lib.lua`` (shared helpers) and registered once per Redis
-client by :class:`mageflow_celery.store.SwarmStore`.
+client by :class:`mageflow_celery.state.store.SwarmStore`.
 """
 
 from __future__ import annotations

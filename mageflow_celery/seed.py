@@ -1,49 +1,19 @@
-"""The seed's client spellings: :class:`Mageflow` (``mf.task``, ``mf.sign``, ``mf.swarm``) and
-:class:`MageflowSignature`, a signature that becomes its own member handle when added to a swarm."""
+"""The seed's client spellings: :class:`Mageflow` (``mf.task``, ``mf.sign``, ``mf.swarm``, ``mf.aio``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any, overload
 
 from celery import Celery
 from celery.app.task import Task
 from celery.canvas import Signature
-from celery.result import AsyncResult
-from pydantic import BaseModel
 
-from ._compat import from_dict
-from .canvas import Swarm, as_kwargs, swarm
-from .membership import MessageMixin
-from .model import message_model, wrap_model_task
-from .runtime import install
-
-
-class MageflowSignature(MessageMixin, Signature):
-    """A signature made by :meth:`Mageflow.sign`. Once added to a swarm with ``add_task``, applying it
-    (``delay``, ``apply_async``, ``aio_run_no_wait``) queues it in that swarm instead of publishing it."""
-
-    _swarm: tuple[str, int, Celery] | None = None
-
-    def _bind_to_swarm(self, swarm_id: str, index: int, app: Celery) -> None:
-        from .keys import member_task_id
-
-        self._swarm = (swarm_id, index, app)
-        self.options["task_id"] = member_task_id(swarm_id, index)
-
-    def apply_async(
-        self,
-        args: Iterable[Any] | None = None,
-        kwargs: Mapping[str, Any] | BaseModel | None = None,
-        route_name: str | None = None,
-        **options: Any,
-    ) -> AsyncResult[Any]:
-        if self._swarm is not None:
-            from .membership import queue_member
-
-            swarm_id, index, app = self._swarm
-            return queue_member(self, app, swarm_id, index, args, kwargs, options)
-        return super().apply_async(tuple(args or ()), as_kwargs(kwargs), route_name, **options)
+from .client.aio import AioClient
+from .client.canvas import Swarm, swarm
+from .client.signing import MageflowSignature, sign
+from .engine.model import message_model, wrap_model_task
+from .install import install
 
 
 class Mageflow:
@@ -89,12 +59,7 @@ class Mageflow:
 
     def sign(self, task: str | Task[Any, Any] | Signature[Any], **kwargs: Any) -> MageflowSignature:
         """A signature of ``task`` (a name or a task) with bound kwargs; a pydantic model is accepted."""
-        if isinstance(task, Signature):
-            sig: MageflowSignature = from_dict(MageflowSignature, dict(task), app=self.app)
-            sig.kwargs.update(kwargs)
-            return sig
-        name = task if isinstance(task, str) else task.name
-        return MageflowSignature(name, kwargs=kwargs, app=self.app)
+        return sign(self.app, task, **kwargs)
 
     def swarm(self, *args: Any, **kwargs: Any) -> Swarm:
         """:func:`mageflow_celery.swarm` bound to this app."""
@@ -102,8 +67,6 @@ class Mageflow:
         return swarm(*args, **kwargs)
 
     @property
-    def aio(self) -> Any:
+    def aio(self) -> AioClient:
         """The coroutine versions (``await mf.aio.swarm(...)``, ``await mf.aio.sign(...)``)."""
-        from .aio import AioClient
-
-        return AioClient(self)
+        return AioClient(self.app)
