@@ -14,6 +14,7 @@ import redis
 
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.keys import FINAL_STEP
 
 from .meter import Meter, Sample
 
@@ -47,13 +48,13 @@ def drive_scripts(meter: Meter, n: int) -> Sample:
 
     def play() -> float:
         t0 = time.perf_counter()
-        todo = deque(i for i, _ in started.admitted)
+        todo = deque(a.index for a in started.admitted)
         fin = ""
         while todo:
             index = todo.popleft()
-            rt.store.receive(s.id, index)
+            rt.store.receive(s.id, index, FINAL_STEP, f"bench-{index}")
             tr = rt.store.report(s.id, [(index, "s", _RESULT)], want_ctx=False)
-            todo.extend(i for i, _ in tr.admitted)
+            todo.extend(a.index for a in tr.admitted)
             fin = fin or tr.fin
         assert fin == "s", f"swarm of {n} did not finish"
         return time.perf_counter() - t0

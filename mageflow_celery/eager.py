@@ -10,6 +10,7 @@ as a failure (S7) whatever ``task_eager_propagates`` says. See ``docs/architectu
 from __future__ import annotations
 
 import contextvars
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,8 @@ from .engine.dispatch import revoke_and_finalize, run_context
 from .engine.members import build_member
 from .engine.runtime import Runtime
 from .engine.summary import error_record
-from .state.store import Transition
+from .keys import FINAL_STEP
+from .state.store import Admitted, Transition
 
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("mageflow_inline", default=False)
 
@@ -55,12 +57,14 @@ def _apply_member(member: Signature[Any]) -> tuple[str, Any]:
     return "s", value
 
 
-def _run_one(rt: Runtime, swarm_id: str, index: int, blob: bytes, ctx: Any) -> Transition | None:
+def _run_one(rt: Runtime, swarm_id: str, member: Admitted, ctx: Any) -> Transition | None:
     """Receive, run and report one admitted member; ``None`` when the start gate dropped it."""
-    if rt.store.receive(swarm_id, index) != "ok":
+    index = member.index
+    if rt.store.receive(swarm_id, index, FINAL_STEP, uuid.uuid4().hex, member.epoch) != "ok":
         return None  # the swarm ended (failure threshold, cancel) after this member was admitted
     try:
-        kind, value = _apply_member(build_member(rt.app, swarm_id, index, rt.task_codec.loads(blob), ctx))
+        data = rt.task_codec.loads(member.blob)
+        kind, value = _apply_member(build_member(rt.app, swarm_id, index, data, ctx, member.epoch))
     except Exception as build_error:  # the message could not be built (S4): a member failure
         kind, value = "f", build_error
     if kind == "s":
@@ -76,10 +80,9 @@ def drive(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -
     if not tr.admitted:
         return
     ctx = run_context(rt, swarm_id, tr)
-    todo: deque[tuple[int, bytes]] = deque(tr.admitted)
+    todo: deque[Admitted] = deque(tr.admitted)
     while todo:
-        index, blob = todo.popleft()
-        nxt = _run_one(rt, swarm_id, index, blob, ctx)
+        nxt = _run_one(rt, swarm_id, todo.popleft(), ctx)
         if nxt is None:
             continue
         todo.extend(nxt.admitted)

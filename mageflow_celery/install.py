@@ -1,7 +1,7 @@
 """The composition root: :func:`install` wires mageflow_celery into a Celery app.
 
 It is the one module that knows every layer (see ``docs/architecture.md``): it creates the app's
-runtime (engine), connects the worker's signal receivers and reaper bootstep (worker), and registers
+runtime (engine), connects the worker's signal receivers, start gate and reaper bootstep (worker), and registers
 the internal tasks (``mageflow.swarm`` from the client, ``mageflow.swarm_result`` from the engine).
 """
 
@@ -16,7 +16,7 @@ from celery import Celery
 from .client.starter import register_starter
 from .engine.runtime import create_runtime
 from .engine.tasks import register_result_task
-from .worker import hooks, reaper
+from .worker import gate, hooks, reaper
 
 logger = logging.getLogger("mageflow_celery")
 _wired: weakref.WeakSet[Celery] = weakref.WeakSet()
@@ -56,6 +56,7 @@ def install(
     hooks.connect()
     register_starter(app)
     register_result_task(app)
+    gate.add_to(app)
     reaper.add_to(app)
     _warn_without_results(app)
     logger.debug("mageflow_celery installed on %r (%s)", app.main, runtime.settings)

@@ -16,6 +16,11 @@ key                           type   content
 ``<p>:swarm:{<id>}:results``  hash   member index -> encoded result of a succeeded member
 ``<p>:swarm:{<id>}:errors``   hash   member index -> JSON {task_id, index, type, message} of a failed
                                      member (at most ``summary_max_failures`` of them)
+``<p>:swarm:{<id>}:owners``   hash   member index -> ``epoch|step|token|flags|t0`` of a member holding a
+                                     token: the publish epoch, the step that holds it (or may take it),
+                                     the receiving delivery's lease token (empty while dispatched),
+                                     flags (``p`` publish failed, ``u`` a duplicate copy was dropped) and
+                                     when it was dispatched
 ``<p>:swarms``                zset   global index of active swarms (id -> created_at), written outside
                                      the scripts; readers drop stale entries
 ``<p>:reaper``                str    lock held by the worker whose reaper is active
@@ -27,13 +32,31 @@ swarm's keys expire ``result_ttl_s`` after it finished.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 #: Default key prefix.
 DEFAULT_PREFIX = "mageflow"
 
-#: Separator between the swarm id and the member index in a member's task id.
+#: Separator between the parts of a member's task id.
 MEMBER_SEP = "~"
+#: Step number of a member's own task id: a plain member, or the last step of a chain member (also in _lib.lua).
+FINAL_STEP = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """What a member task id says: its swarm, its index, and which step of the member it is."""
+
+    swarm_id: str
+    index: int
+    #: ``FINAL_STEP`` for the member id itself (a plain member, a chain member's last step), else the
+    #: 0-based position of a chain member's earlier step.
+    step: int
+
+    @property
+    def final(self) -> bool:
+        return self.step == FINAL_STEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +98,13 @@ class SwarmKeys:
     def errors(self) -> str:
         return f"{self._base}:errors"
 
+    @property
+    def owners(self) -> str:
+        return f"{self._base}:owners"
+
     def all(self) -> list[str]:
         """All keys of the swarm, in the order every script receives them in ``KEYS``."""
-        return [self.meta, self.members, self.queue, self.mstate, self.tokens, self.results, self.errors]
+        return [self.meta, self.members, self.queue, self.mstate, self.tokens, self.results, self.errors, self.owners]
 
 
 def index_key(prefix: str) -> str:
@@ -90,14 +117,23 @@ def reaper_lock_key(prefix: str) -> str:
     return f"{prefix}:reaper"
 
 
+def _check(swarm_id: str, part: str) -> str:
+    return f"{zlib.crc32(f'{swarm_id}{MEMBER_SEP}{part}'.encode()) & 0xFFFFFFFF:08x}"
+
+
 def member_task_id(swarm_id: str, index: int) -> str:
-    """Deterministic Celery task id of member ``index`` of ``swarm_id``."""
-    return f"{swarm_id}{MEMBER_SEP}{index}"
+    """Deterministic Celery task id of member ``index`` of ``swarm_id``: ``<swarm id>~<index>~<check>``.
+
+    The check (8 hex digits of a CRC-32 of the rest) makes a member id unambiguous: a task id that
+    merely contains ``~`` is never taken for a member.
+    """
+    return f"{swarm_id}{MEMBER_SEP}{index}{MEMBER_SEP}{_check(swarm_id, str(index))}"
 
 
 def step_task_id(swarm_id: str, index: int, step: int) -> str:
-    """Task id of a non-final step of a chain member (the final step has the member id)."""
-    return f"{swarm_id}{MEMBER_SEP}{index}{MEMBER_SEP}{step}"
+    """Task id of step ``step`` (0-based) of a chain member, except its last step (which has the member id)."""
+    part = f"{index}.{step}"
+    return f"{swarm_id}{MEMBER_SEP}{part}{MEMBER_SEP}{_check(swarm_id, part)}"
 
 
 def callback_task_id(swarm_id: str, kind: str, position: int) -> str:
@@ -105,15 +141,15 @@ def callback_task_id(swarm_id: str, kind: str, position: int) -> str:
     return f"{swarm_id}{MEMBER_SEP}{kind}{position}"
 
 
-def parse_member_task_id(task_id: str | None) -> tuple[str, int, bool] | None:
-    """Return ``(swarm_id, index, is_final_step)`` for a member task id, else ``None``."""
-    if not task_id or MEMBER_SEP not in task_id:
+def parse_member_task_id(task_id: str | None) -> MemberRef | None:
+    """What a member task id says, or ``None`` for any other task id (the check must match)."""
+    if not task_id or task_id.count(MEMBER_SEP) < 2:
         return None
-    head, _, tail = task_id.rpartition(MEMBER_SEP)
-    if not tail.isdigit() or not head:
+    head, _, check = task_id.rpartition(MEMBER_SEP)
+    swarm_id, _, part = head.rpartition(MEMBER_SEP)
+    if not swarm_id or len(check) != 8 or _check(swarm_id, part) != check:
         return None
-    if MEMBER_SEP in head:
-        swarm_id, _, idx = head.rpartition(MEMBER_SEP)
-        if idx.isdigit() and swarm_id:
-            return swarm_id, int(idx), False
-    return head, int(tail), True
+    index, dot, step = part.partition(".")
+    if not index.isdigit() or (dot and not step.isdigit()):
+        return None
+    return MemberRef(swarm_id, int(index), int(step) if dot else FINAL_STEP)

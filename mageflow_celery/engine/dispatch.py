@@ -10,14 +10,16 @@ Layer: ``engine`` (see ``docs/architecture.md``).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from kombu.exceptions import OperationalError
 
-from ..keys import member_task_id
-from ..state.store import Transition
+from ..keys import FINAL_STEP, member_task_id, step_task_id
+from ..state.store import Revoke, Transition
 from .finalize import finalize
 from .members import build_member
+from .retry import with_retries
 from .runtime import Runtime
 from .summary import error_record
 
@@ -35,52 +37,82 @@ def run_context(rt: Runtime, swarm_id: str, tr: Transition) -> Any:
 
 
 def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
-    """Publish what ``tr`` admitted, revoke what it asks, and finalize when it won the decision."""
+    """Publish what ``tr`` admitted, revoke what it asks, and finalize when it won the decision.
+
+    Raises:
+        The broker's error (after Celery's publish retry policy) when admitted members could not be
+        published: they stay dispatched, flagged for the reaper to re-publish at its next tick (D6).
+    """
+    broker_error: BaseException | None = None
     while True:
-        failed = publish_members(rt, swarm_id, tr) if tr.admitted else []
+        published = publish_members(rt, swarm_id, tr) if tr.admitted else Published()
+        broker_error = broker_error or published.error
+        if published.unsent:
+            with_retries(f"swarm {swarm_id}: flag unpublished", rt.store.unpublished, swarm_id, published.unsent)
         revoke_and_finalize(rt, swarm_id, tr, terminate)
-        if not failed:
-            return
+        if not published.failed:
+            break
         # Members whose message could not even be built count as failed (S4); that may admit more.
-        tr = rt.store.report(swarm_id, failed, want_ctx=False)
+        tr = rt.store.report(swarm_id, published.failed, want_ctx=False)
+    if broker_error is not None:
+        raise broker_error
+
+
+def revoke_ids(swarm_id: str, revoke: list[Revoke]) -> list[str]:
+    """Task ids to revoke: the member id, or the step of a chain member that holds the token."""
+    return [
+        member_task_id(swarm_id, r.index) if r.step == FINAL_STEP else step_task_id(swarm_id, r.index, r.step)
+        for r in revoke
+    ]
 
 
 def revoke_and_finalize(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
     """Revoke the members ``tr`` lists and publish the callbacks when ``tr`` won the decision."""
     try:
         if tr.revoke and not rt.app.conf.task_always_eager:
-            ids = [member_task_id(swarm_id, i) for i in tr.revoke]
             # A failure decision only revokes with ``revoke_on_failure``, which stops executing members too.
-            rt.app.control.revoke(ids, terminate=terminate or tr.fin == "f")
+            rt.app.control.revoke(revoke_ids(swarm_id, tr.revoke), terminate=terminate or tr.fin == "f")
     finally:  # finalize even when the broker refused the revoke (the error still reaches the caller)
         if tr.fin:
             finalize(rt, swarm_id, tr.fin)
 
 
-def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[int, str, bytes]]:
-    """Publish admitted members in one producer session; return failures of members that cannot be sent.
+@dataclass
+class Published:
+    """What :func:`publish_members` did: members that cannot be sent at all (failed), members the broker
+    refused (unsent, with its error)."""
 
-    A broker error leaves the member dispatched: it is re-published after ``dispatch_timeout_s``.
-    """
+    failed: list[tuple[int, str, bytes]] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> Published:
+    """Publish admitted members in one producer session."""
     app = rt.app
     ctx = run_context(rt, swarm_id, tr)
     codec = rt.task_codec
-    failed: list[tuple[int, str, bytes]] = []
+    out = Published()
     with app.producer_or_acquire() as producer:
         transient = (OperationalError, AttributeError, OSError, *producer.connection.connection_errors)
-        for index, blob in tr.admitted:
+        for admitted in tr.admitted:
+            index = admitted.index
             try:
-                member = build_member(app, swarm_id, index, codec.loads(blob), ctx)
+                member = build_member(app, swarm_id, index, codec.loads(admitted.blob), ctx, admitted.epoch)
                 if member.get("subtask_type") == "chain":
                     member.apply_async()
                 else:
                     member.apply_async(producer=producer)
-            except transient:
+            except transient as exc:
                 # a broker or connection error (kombu does not wrap every one): the member stays dispatched
-                logger.exception("swarm %s: publishing member %d failed; it will be re-published", swarm_id, index)
+                logger.warning(
+                    "swarm %s: publishing member %d failed (%r); the reaper re-publishes it", swarm_id, index, exc
+                )
+                out.unsent.append(index)
+                out.error = out.error or exc
             except Exception as exc:
                 logger.warning("swarm %s: member %d cannot be published: %r", swarm_id, index, exc)
-                failed.append((index, "f", error_record(swarm_id, index, None, exc)))
+                out.failed.append((index, "f", error_record(swarm_id, index, None, exc)))
             else:
                 logger.debug("swarm %s: member %d dispatched", swarm_id, index)
-    return failed
+    return out

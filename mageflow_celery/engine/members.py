@@ -17,6 +17,11 @@ from ..errors import MageflowError
 from ..keys import member_task_id, step_task_id
 from .model import pydantic_model_param
 
+#: Message header carrying a member's publish epoch.
+EPOCH_HEADER = "mageflow_epoch"
+#: Message header the start gate sets on a delivery that holds the member's lease (its lease token).
+LEASE_HEADER = "mageflow_lease"
+
 #: Options of a swarm that become defaults for every member (a member's own options win).
 MEMBER_DEFAULT_OPTIONS = frozenset(
     {"queue", "routing_key", "exchange", "priority", "expires", "time_limit", "soft_time_limit", "headers"}
@@ -90,29 +95,38 @@ def merge_into(sig: Signature, ctx: Mapping[str, Any]) -> tuple[tuple[Any, ...],
     return args, kwargs
 
 
-def member_options(sig: Signature, ctx: Mapping[str, Any], swarm_id: str) -> dict[str, Any]:
-    """Publish options: swarm defaults, then the member's own, then the swarm's identity."""
+def member_options(sig: Signature, ctx: Mapping[str, Any], swarm_id: str, epoch: int = 0) -> dict[str, Any]:
+    """Publish options: swarm defaults, then the member's own, then the swarm's identity and the epoch."""
     opts = {**ctx["options"], **{k: v for k, v in sig.options.items() if k not in CANVAS_OPTIONS}}
     opts["parent_id"] = swarm_id
     opts["root_id"] = ctx["root_id"]
+    opts["headers"] = with_epoch(opts.get("headers"), epoch)
     return opts
 
 
-def build_member(app: Celery, swarm_id: str, index: int, data: Mapping[str, Any], ctx: Mapping[str, Any]) -> Signature:
-    """The member ready to apply: ids set, swarm kwargs and parent args merged in."""
+def with_epoch(headers: Mapping[str, Any] | None, epoch: int) -> dict[str, Any]:
+    """Message headers carrying the member's publish epoch (the start gate drops older copies, D5)."""
+    return {**(headers or {}), EPOCH_HEADER: epoch}
+
+
+def build_member(
+    app: Celery, swarm_id: str, index: int, data: Mapping[str, Any], ctx: Mapping[str, Any], epoch: int = 0
+) -> Signature:
+    """The member ready to apply: ids set, swarm kwargs and parent args merged in, epoch in its headers."""
     sig = signature(dict(data), app=app)
     tid = member_task_id(swarm_id, index)
     if isinstance(sig, _chain):
         steps = [signature(step, app=app).clone() for step in sig.tasks]
         for k, step in enumerate(steps):
             step.options["task_id"] = tid if k == len(steps) - 1 else step_task_id(swarm_id, index, k)
+            step.options["headers"] = with_epoch(step.options.get("headers") or ctx["options"].get("headers"), epoch)
         if not sig.immutable:
             first_args, first_kwargs = merge_into(steps[0], ctx)
             steps[0] = steps[0].replace(args=first_args, kwargs=first_kwargs)
         built: Signature = _chain(*steps, app=app)
-        built.options.update(member_options(sig, ctx, swarm_id))
+        built.options.update(member_options(sig, ctx, swarm_id, epoch))
         return built
     args, kwargs = merge_into(sig, ctx)
-    built = Signature(sig.task, args=args, kwargs=kwargs, options=member_options(sig, ctx, swarm_id), app=app)
+    built = Signature(sig.task, args=args, kwargs=kwargs, options=member_options(sig, ctx, swarm_id, epoch), app=app)
     built.options["task_id"] = tid
     return built

@@ -17,9 +17,9 @@ logger = logging.getLogger("mageflow_celery")
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0)
 
 
-def with_retries(what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn``, retrying state-store errors with backoff; the last error propagates."""
-    for delay in (*RETRY_DELAYS_S, None):
+def with_retries(what: str, fn: Any, *args: Any, delays: tuple[float, ...] = RETRY_DELAYS_S, **kwargs: Any) -> Any:
+    """Call ``fn``, retrying state-store errors with backoff (``delays``, seconds); the last error propagates."""
+    for delay in (*delays, None):
         try:
             return fn(*args, **kwargs)
         except MageflowError as exc:

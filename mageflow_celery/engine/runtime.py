@@ -53,11 +53,15 @@ class Runtime:
 
     @property
     def task_codec(self) -> Codec:
-        return Codec(self.app.conf.task_serializer)
+        """Members, messages and callbacks: the app's ``task_serializer``, decoding ``accept_content``."""
+        conf = self.app.conf
+        return Codec(conf.task_serializer, conf.accept_content)
 
     @property
     def result_codec(self) -> Codec:
-        return Codec(self.app.conf.result_serializer)
+        """Members' results: ``result_serializer``, decoding ``result_accept_content`` (else ``accept_content``)."""
+        conf = self.app.conf
+        return Codec(conf.result_serializer, conf.result_accept_content or conf.accept_content)
 
     def cached_ctx(self, swarm_id: str) -> Any:
         return self._ctx.get(swarm_id)

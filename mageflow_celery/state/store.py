@@ -22,24 +22,46 @@ from .scripts import SOURCES
 
 
 @dataclass(frozen=True, slots=True)
+class Admitted:
+    """A member the caller must publish: its index, its encoded signature and its publish epoch."""
+
+    index: int
+    blob: bytes
+    epoch: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """A member the caller must revoke, and the step of it that holds the token (``FINAL_STEP``: its own id)."""
+
+    index: int
+    step: int
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """What a state transition did and what the caller must do next.
 
-    ``admitted`` are ``(index, encoded member)`` pairs the caller must publish; ``fin`` is ``"s"``,
-    ``"f"`` or ``"c"`` when this caller won the finalization decision; ``revoke`` lists member
-    indices to revoke.
+    ``admitted`` are the members the caller must publish; ``fin`` is ``"s"``, ``"f"`` or ``"c"`` when
+    this caller won the finalization decision; ``revoke`` lists members to revoke.
     """
 
     status: str
     fin: str = ""
-    admitted: list[tuple[int, bytes]] = field(default_factory=list)
+    admitted: list[Admitted] = field(default_factory=list)
     ctx: bytes | None = None
-    revoke: list[int] = field(default_factory=list)
+    revoke: list[Revoke] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    """``'12'`` -> (12, 0); ``'12:3'`` -> (12, 3)."""
+    head, _, tail = _s(value).partition(":")
+    return int(head), int(tail or 0)
 
 
 def _transition(reply: Sequence[Any]) -> Transition:
@@ -50,9 +72,10 @@ def _transition(reply: Sequence[Any]) -> Transition:
     ids = reply[2] if len(reply) > 2 else []
     sigs = reply[3] if len(reply) > 3 else []
     ctx = reply[4] if len(reply) > 4 and reply[4] else None
-    revoke = [int(_s(x)) for x in reply[5]] if len(reply) > 5 and reply[5] else []
+    revoke = [Revoke(*_pair(x)) for x in reply[5]] if len(reply) > 5 and reply[5] else []
     extra = list(reply[6:]) if len(reply) > 6 else []
-    admitted = [(int(_s(i)), bytes(s)) for i, s in zip(ids, sigs, strict=True)]
+    pairs = [_pair(x) for x in ids]
+    admitted = [Admitted(index, bytes(blob), epoch) for (index, epoch), blob in zip(pairs, sigs, strict=True)]
     return Transition(status, fin, admitted, ctx, revoke, extra)
 
 
@@ -111,8 +134,29 @@ class SwarmStore:
     def enqueue(self, swarm_id: str, index: int, member: bytes, want_ctx: bool) -> Transition:
         return _transition(self._run("enqueue", swarm_id, [index, member, int(want_ctx)]))
 
-    def receive(self, swarm_id: str, index: int) -> str:
-        return _s(self._run("receive", swarm_id, [index])[0])
+    def receive(
+        self, swarm_id: str, index: int, step: int, token: str, epoch: int | None = None, prev_token: str = ""
+    ) -> str:
+        """The start gate for one delivery of a member: ``ok``, ``drop``, ``dup``, ``ignore`` or ``unknown``."""
+        args = [index, step, token, "" if epoch is None else epoch, prev_token]
+        return _s(self._run("receive", swarm_id, args)[0])
+
+    def handoff(self, swarm_id: str, index: int, token: str, min_step: int) -> str:
+        """The delivery holding ``token`` hands the member on to a message it published (``ok``/``noop``)."""
+        return _s(self._run("handoff", swarm_id, [index, token, min_step])[0])
+
+    def unpublished(self, swarm_id: str, indices: Sequence[int]) -> int:
+        """Flag admitted members whose publish failed, for the reaper to re-publish at once."""
+        reply = self._run("unpublished", swarm_id, list(indices))
+        return int(reply[1]) if _s(reply[0]) == "ok" else 0
+
+    def deadlines(self, swarm_id: str, moves: Sequence[tuple[int, str, float]]) -> int:
+        """Move the token deadlines of members still in the given state: ``(index, mstate, deadline)``."""
+        flat: list[Any] = []
+        for index, mstate, deadline in moves:
+            flat += [index, mstate, repr(deadline)]
+        reply = self._run("deadline", swarm_id, flat)
+        return int(reply[1]) if _s(reply[0]) == "ok" else 0
 
     def report(self, swarm_id: str, outcomes: Sequence[tuple[int, str, bytes]], want_ctx: bool) -> Transition:
         """Record final outcomes ``(index, kind, payload)``; kind is ``s`` (ok), ``f`` (failed) or ``x`` (revoked)."""
@@ -217,13 +261,14 @@ class SwarmStore:
 
     # -- leases and the reaper (worker/lease.py, worker/reaper.py) ------------------------------------------------
 
-    def renew_many(self, held: dict[str, list[int]], take: bool = True) -> dict[str, Renewal | None]:
-        """Extend the leases of members a worker holds, per swarm (``None``: the swarm is gone).
+    def renew_many(self, held: dict[str, list[tuple[int, str]]]) -> dict[str, Renewal | None]:
+        """Extend the leases of the deliveries a worker holds, ``{swarm: [(index, token)]}`` (``None``:
+        the swarm is gone).
 
         Standalone Redis: one pipelined round trip for all swarms. Cluster: one call per swarm (the
         swarms' keys live on different slots).
         """
-        args = {sid: [int(take), *idx] for sid, idx in held.items() if idx}
+        args = {sid: [x for pair in pairs for x in pair] for sid, pairs in held.items() if pairs}
         if not args:
             return {}
         self.calls += 1
@@ -247,14 +292,18 @@ class SwarmStore:
             return Reaped(done=True) if status == "done" else None
         flat = reply[4]
         expired = [
-            Expired(int(_s(flat[i])), _s(flat[i + 1]), float(_s(flat[i + 2])), bytes(flat[i + 3]))
-            for i in range(0, len(flat), 4)
+            Expired(
+                int(_s(flat[i])), _s(flat[i + 1]), float(_s(flat[i + 2])), bytes(flat[i + 3]), Owner.parse(flat[i + 4])
+            )
+            for i in range(0, len(flat), 5)
         ]
-        return Reaped(False, _s(reply[1]), _s(reply[2]), _s(reply[3]), expired, float(_s(reply[5])))
+        state, stale, on_lost = _s(reply[1]), _s(reply[2]), _s(reply[3])
+        now, lease_s, dispatch_to = (float(_s(x)) for x in reply[5:8])
+        return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to)
 
-    def requeue(self, swarm_id: str, indices: Sequence[int], mode: str, want_ctx: bool) -> Transition:
-        """Make members dispatched again (``mode`` ``expired``: for re-publishing; ``handoff``: Ignore/replace)."""
-        return _transition(self._run("requeue", swarm_id, [mode, int(want_ctx), *indices]))
+    def requeue(self, swarm_id: str, indices: Sequence[int], want_ctx: bool) -> Transition:
+        """Re-publish members whose token deadline passed (in a new publish epoch); cancel them in an ended swarm."""
+        return _transition(self._run("requeue", swarm_id, [int(want_ctx), *indices]))
 
     def reaper_lock(self, ttl_s: float) -> ReaperLock:
         """The lock electing the one active reaper of this key prefix."""
@@ -276,13 +325,32 @@ def _renewal(reply: Sequence[Any]) -> Renewal | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """A token holder's record: publish epoch, step, lease token, flags (``p``, ``u``), dispatched at."""
+
+    epoch: int = 0
+    step: int = 0
+    token: str = ""
+    flags: str = ""
+    t0: float = 0.0
+
+    @classmethod
+    def parse(cls, raw: Any) -> Owner:
+        parts = _s(raw).split("|") if raw else []
+        if len(parts) != 5:
+            return cls()
+        return cls(int(parts[0] or 0), int(parts[1] or 0), parts[2], parts[3], float(parts[4] or 0))
+
+
+@dataclass(frozen=True, slots=True)
 class Expired:
-    """A member whose token deadline passed: its state letter (``d``/``r``), deadline and signature."""
+    """A member whose token deadline passed: its state letter (``d``/``r``), deadline, signature, owner."""
 
     index: int
     mstate: str
     deadline: float
     sig: bytes
+    owner: Owner = field(default_factory=Owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +364,8 @@ class Reaped:
     expired: list[Expired] = field(default_factory=list)
     #: The state Redis's clock when it looked (deadlines are on that clock).
     now: float = 0.0
+    lease_s: float = 60.0
+    dispatch_timeout_s: float = 900.0
 
 
 class ReaperLock:

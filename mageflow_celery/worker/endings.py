@@ -3,11 +3,13 @@
 * an **unknown task name**: the consumer rejects the message without running anything and sends only
   ``task_unknown`` (it stores a ``NotRegistered`` failure): the member fails;
 * an **invalid message** (cannot be decoded): ``task_rejected``: the member fails;
-* **Ignore**: Celery records nothing. ``Task.replace()`` raises it after publishing the replacement
-  with the member's id (or, for a chain, with the id on its last step): the member waits for it,
-  holding its token, as a dispatched member (hand-off). A plain ``raise Ignore()`` ends the member:
-  with the outcome the task stored itself (``update_state``/``mark_as_done``) when there is one, else
-  as revoked (failed).
+* **hand-offs**: a member execution that publishes the message carrying the member on (a chain
+  member's next step, ``self.retry()``, ``Task.replace()``) hands its token on *before* that message is
+  sent (``before_task_publish``, in the pool process): the member is dispatched again, its lease holder
+  lets go, and the successor's receipt takes it (D5);
+* **Ignore**: Celery records nothing. After a hand-off (``Task.replace()`` raises Ignore) nothing more
+  happens. A plain ``raise Ignore()`` ends the member: with the outcome the task stored itself
+  (``update_state``/``mark_as_done``) when there is one, else as revoked (failed).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -22,10 +24,11 @@ from celery import signals, states
 from celery._state import get_current_task
 from celery.exceptions import NotRegistered
 
+from ..engine.members import LEASE_HEADER
 from ..engine.retry import with_retries
 from ..engine.runtime import installed_runtime
 from ..engine.summary import error_record
-from ..keys import parse_member_task_id
+from ..keys import FINAL_STEP, MemberRef, parse_member_task_id
 from .parts import reporter
 
 logger = logging.getLogger("mageflow_celery")
@@ -45,7 +48,7 @@ def _fail(app: Any, task_id: str | None, exc: BaseException | None, kind: str) -
     rt = installed_runtime(app)
     if parsed is None or rt is None:
         return
-    swarm_id, index, _final = parsed
+    swarm_id, index = parsed.swarm_id, parsed.index
     reporter(rt).submit(swarm_id, index, "f", error_record(swarm_id, index, task_id, exc, kind))
 
 
@@ -61,17 +64,39 @@ def on_rejected(sender: Any = None, message: Any = None, exc: BaseException | No
 
 
 def on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """Inside a member, note a publish that carries the member on (``Task.replace``, a same-id re-send)."""
+    """Inside a member, hand its token on to a message that carries the member on (before it is sent)."""
     task = get_current_task()
     if not headers or task is None or getattr(task.request, "is_eager", False):
         return
     request = task.request
     current = getattr(request, "id", None)
-    if parse_member_task_id(current) is None:
+    ref = parse_member_task_id(current)
+    if ref is None:
         return
+    successor = _successor_step(ref, request, headers)
+    if successor is None:
+        return
+    _handed_off.ids = {*getattr(_handed_off, "ids", set()), current}
+    token = getattr(request, LEASE_HEADER, None)
+    rt = installed_runtime(getattr(task, "app", None))
+    if not token or rt is None:
+        return
+    try:
+        with_retries(f"swarm {ref.swarm_id}: hand-off", rt.store.handoff, ref.swarm_id, ref.index, token, successor)
+    except Exception:
+        logger.exception("swarm %s: hand-off of member %d failed; the reaper reconciles it", ref.swarm_id, ref.index)
+
+
+def _successor_step(ref: MemberRef, request: Any, headers: dict[str, Any]) -> int | None:
+    """The step of the member that the published message carries on, or ``None`` (another task)."""
+    published = parse_member_task_id(headers.get("id"))
+    same_member = published is not None and (published.swarm_id, published.index) == (ref.swarm_id, ref.index)
+    if published is not None and same_member and published.step >= ref.step:
+        return published.step  # a chain member's next step, a retry, a replacement with the member's id
     nesting = int(getattr(request, "replaced_task_nesting", 0) or 0)
-    if headers.get("id") == current or int(headers.get("replaced_task_nesting") or 0) > nesting:
-        _handed_off.ids = {*getattr(_handed_off, "ids", set()), current}
+    if int(headers.get("replaced_task_nesting") or 0) > nesting:
+        return FINAL_STEP  # Task.replace() with a canvas: its last task carries the member id
+    return None
 
 
 def on_postrun(
@@ -87,13 +112,9 @@ def on_postrun(
     rt = installed_runtime(getattr(sender, "app", None))
     if parsed is None or rt is None or getattr(sender.request, "is_eager", False):
         return
-    swarm_id, index, _final = parsed
+    swarm_id, index = parsed.swarm_id, parsed.index
     if handed_off:
-        try:
-            with_retries(f"swarm {swarm_id}: hand-off", rt.store.requeue, swarm_id, [index], "handoff", False)
-        except Exception:
-            logger.exception("swarm %s: hand-off of member %d failed; the reaper will reconcile it", swarm_id, index)
-        return
+        return  # the message it published carries the member on
     status, value = _stored(sender, task_id)
     if status == states.SUCCESS:
         reporter(rt).submit(swarm_id, index, "s", value)

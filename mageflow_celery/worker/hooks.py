@@ -13,9 +13,8 @@ import logging
 from typing import Any
 
 from celery import signals
-from celery.worker import state as worker_state
 
-from ..engine.retry import with_retries
+from ..engine.members import LEASE_HEADER
 from ..engine.runtime import installed_runtime
 from ..engine.summary import error_record
 from ..keys import parse_member_task_id
@@ -41,24 +40,20 @@ def connect() -> None:
 
 
 def on_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Start gate: take the member's lease, or drop it (REVOKED) when its swarm was cancelled or failed."""
-    parsed = parse_member_task_id(getattr(request, "id", None))
+    """A delivery the start gate (:mod:`.gate`) let through with a lease: keep renewing it while held."""
     rt = installed_runtime(getattr(sender, "app", None))
-    if parsed is None or rt is None:
+    token = _lease_token(request)
+    if rt is None or not token:
         return
-    swarm_id, index, _final = parsed
-    try:
-        verdict = with_retries(f"swarm {swarm_id}: receive", rt.store.receive, swarm_id, index)
-    except Exception:
-        logger.exception("swarm %s: recording receipt of member %d failed; it runs without a lease", swarm_id, index)
-        return
-    if verdict == "drop":
-        worker_state.revoked.add(request.id)
-        logger.debug("swarm %s: member %d dropped at receipt (swarm ended)", swarm_id, index)
-    else:
-        if verdict == "ok":
-            parts.leases(rt).track(swarm_id, index, request)
-        logger.debug("swarm %s: member %d received (%s)", swarm_id, index, verdict)
+    ref = parse_member_task_id(getattr(request, "id", None))
+    if ref is not None:
+        parts.leases(rt).track(ref.swarm_id, ref.index, token, request)
+        logger.debug("swarm %s: member %d received (step %d)", ref.swarm_id, ref.index, ref.step)
+
+
+def _lease_token(request: Any) -> str:
+    request_dict = getattr(request, "request_dict", None) or {}
+    return str(request_dict.get(LEASE_HEADER) or "")
 
 
 def _submit(task: Any, task_id: str | None, kind: str, value: Any, final_only: bool) -> None:
@@ -71,8 +66,8 @@ def _submit(task: Any, task_id: str | None, kind: str, value: Any, final_only: b
     rt = installed_runtime(getattr(task, "app", None))
     if rt is None:
         return
-    swarm_id, index, final = parsed
-    if final_only and not final:
+    swarm_id, index = parsed.swarm_id, parsed.index
+    if final_only and not parsed.final:
         return
     if kind != "s":
         exc = value if isinstance(value, BaseException) else None

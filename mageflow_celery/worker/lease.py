@@ -1,8 +1,10 @@
 """Lease renewal: a thread of each worker's main process keeps the leases of the members it holds.
 
-``task_received`` (the worker's main process) records each member request it lets through; every
-``lease_s / 3`` (the shortest ``lease_s`` among the swarms held) the thread renews, in one call, the
-leases of every member whose request the worker still holds. A request is held while Celery tracks it
+The start gate (:mod:`.gate`) gives each delivery it lets through a lease token; ``task_received`` (the
+worker's main process) records the request with it; every ``lease_s / 3`` (the shortest ``lease_s`` among
+the swarms held) the thread renews, in one call, the leases of every delivery the worker still holds,
+by token: a member handed on (next chain step, retry, replace) or re-published is not renewed. A
+request is held while Celery tracks it
 (``celery.worker.state.requests``: reserved, waiting for its ETA, or executing) or while its message
 is not acknowledged yet (received but not yet reserved, e.g. waiting for a rate-limit token).
 
@@ -39,27 +41,32 @@ IDLE_WAIT_S = 5.0
 
 
 class _Held:
-    """One member request held by this worker."""
+    """One member delivery held by this worker, with the lease token the start gate gave it."""
 
-    __slots__ = ("index", "ref", "swarm_id")
+    __slots__ = ("index", "ref", "swarm_id", "task_id", "token")
 
-    def __init__(self, swarm_id: str, index: int, request: Any) -> None:
+    def __init__(self, swarm_id: str, index: int, token: str, request: Any) -> None:
         self.swarm_id = swarm_id
         self.index = index
+        self.token = token
+        self.task_id = str(getattr(request, "id", ""))
         try:
             self.ref: Any = weakref.ref(request)
         except TypeError:  # not weak-referenceable: rely on the worker state only
             self.ref = lambda: None
 
-    def still_held(self, task_id: str) -> bool:
-        if task_id in worker_state.requests:
-            return True
+    def still_held(self) -> bool:
+        """Celery still tracks the request (reserved, waiting for its ETA, executing), or has not
+        acknowledged its message yet (received, waiting for a rate-limit token)."""
         request = self.ref()
+        tracked = worker_state.requests.get(self.task_id)
+        if tracked is not None and (request is None or tracked is request):
+            return True
         return request is not None and not getattr(request, "acknowledged", True)
 
 
 class LeaseKeeper:
-    """Tracks the member requests of one app in this process and renews their leases."""
+    """Tracks the member deliveries of one app in this process and renews their leases."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -74,13 +81,10 @@ class LeaseKeeper:
         #: Renewal round trips made (for tests and benchmarks).
         self.ticks = 0
 
-    def track(self, swarm_id: str, index: int, request: Any) -> None:
-        """Hold a member request received by this worker (called from ``task_received``)."""
-        task_id = getattr(request, "id", None)
-        if not task_id:
-            return
+    def track(self, swarm_id: str, index: int, token: str, request: Any) -> None:
+        """Hold a member delivery the start gate let through with ``token`` (called from ``task_received``)."""
         with self._lock:
-            self._held[task_id] = _Held(swarm_id, index, request)
+            self._held[token] = _Held(swarm_id, index, token, request)
             unknown = swarm_id not in self._lease_s
             if unknown:
                 self._lease_s[swarm_id] = 3 * FIRST_RENEW_S
@@ -89,21 +93,30 @@ class LeaseKeeper:
         if unknown:
             self._wake.set()
 
-    def held(self) -> dict[str, list[int]]:
-        """Member indices still held, by swarm; requests this worker finished are forgotten."""
-        out: dict[str, set[int]] = {}
+    def released_token(self, swarm_id: str, index: int) -> str:
+        """The lease token of a delivery of this member this worker held and no longer holds (its pool
+        process died and Celery requeued the message): the member's next delivery may take over at once."""
         with self._lock:
-            for task_id, h in list(self._held.items()):
-                if h.still_held(task_id):
-                    out.setdefault(h.swarm_id, set()).add(h.index)
+            for h in self._held.values():
+                if h.swarm_id == swarm_id and h.index == index and not h.still_held():
+                    return h.token
+        return ""
+
+    def held(self) -> dict[str, list[tuple[int, str]]]:
+        """``(index, token)`` of the deliveries still held, by swarm; finished ones are forgotten."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        with self._lock:
+            for token, h in list(self._held.items()):
+                if h.still_held():
+                    out.setdefault(h.swarm_id, []).append((h.index, token))
                 else:
-                    del self._held[task_id]
+                    del self._held[token]
             for swarm_id in set(self._lease_s) - set(out):
                 del self._lease_s[swarm_id]
-        return {swarm_id: sorted(indices) for swarm_id, indices in out.items()}
+        return out
 
     def renew(self) -> int:
-        """Renew the leases of every member held now (one round trip); returns how many were renewed."""
+        """Renew the leases of every delivery held now (one round trip); returns how many were renewed."""
         held = self.held()
         if not held:
             return 0
@@ -112,13 +125,13 @@ class LeaseKeeper:
         renewed = 0
         with self._lock:
             for swarm_id, reply in replies.items():
-                gone = set(held[swarm_id]) if reply is None else reply.gone
+                gone = {index for index, _ in held[swarm_id]} if reply is None else reply.gone
                 if reply is not None:
                     self._lease_s[swarm_id] = reply.lease_s
                 renewed += len(held[swarm_id]) - len(gone)
-                for task_id, h in list(self._held.items()):
-                    if h.swarm_id == swarm_id and h.index in gone:
-                        del self._held[task_id]
+                for index, token in held[swarm_id]:
+                    if index in gone:
+                        self._held.pop(token, None)
         return renewed
 
     def stop(self) -> None:

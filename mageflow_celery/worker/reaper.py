@@ -145,55 +145,84 @@ class Reaper:
     def _expired(self, swarm_id: str, reaped: Reaped, report: ReapReport) -> None:
         outcomes: list[tuple[int, str, bytes]] = []
         requeue: list[int] = []
-        extend: list[int] = []
+        later: list[tuple[int, str, float]] = []
+        unreceived: list[int] = []
         for member in reaped.expired:
-            action = self._decide(swarm_id, member, reaped)
+            action, ran_unseen = self._decide(swarm_id, member, reaped)
+            if ran_unseen:
+                unreceived.append(member.index)
             if isinstance(action, tuple):
                 outcomes.append(action)
                 report.recovered += action[2] is not _LOST
             elif action == "requeue":
                 requeue.append(member.index)
-            elif action == "extend":
-                extend.append(member.index)
-            report.waiting += action in ("extend", "wait")
+            elif isinstance(action, float):
+                later.append((member.index, member.mstate, action))
+            report.waiting += not isinstance(action, tuple) and action != "requeue"
+        if unreceived:
+            logger.warning(
+                "swarm %s: member(s) %s ran but no worker recorded their receipt: a worker that runs them "
+                "does not call mageflow_celery.install(app) (where its Celery app is defined); their outcome "
+                "is taken from the result backend",
+                swarm_id,
+                unreceived,
+            )
         report.lost_failed += sum(1 for o in outcomes if o[2] is _LOST)
         self._apply(swarm_id, [(i, k, _lost_record(swarm_id, i) if p is _LOST else p) for i, k, p in outcomes])
-        if extend:
-            self.rt.store.renew_many({swarm_id: extend}, take=False)
+        if later:
+            self.rt.store.deadlines(swarm_id, later)
         if requeue:
             self._requeue(swarm_id, requeue, {m.index: m.mstate for m in reaped.expired}, report)
 
     def _requeue(self, swarm_id: str, indices: list[int], mstates: dict[int, str], report: ReapReport) -> None:
-        """Re-publish lost members with their own task ids (they keep their tokens)."""
-        tr = self.rt.store.requeue(swarm_id, indices, "expired", self.rt.cached_ctx(swarm_id) is None)
+        """Re-publish lost members with their own task ids (they keep their tokens), in a new epoch."""
+        tr = self.rt.store.requeue(swarm_id, indices, self.rt.cached_ctx(swarm_id) is None)
         report.cancelled += int(tr.extra[0]) if tr.extra else 0
-        for index, _ in tr.admitted:
-            if mstates.get(index) == "r":
+        for member in tr.admitted:
+            if mstates.get(member.index) == "r":
                 report.requeued += 1
             else:
                 report.republished += 1
         if tr.admitted:
-            logger.warning("swarm %s: re-publishing lost member(s) %s", swarm_id, [i for i, _ in tr.admitted])
+            logger.warning("swarm %s: re-publishing member(s) %s", swarm_id, [m.index for m in tr.admitted])
             follow(self.rt, swarm_id, tr)
 
-    def _decide(self, swarm_id: str, member: Expired, reaped: Reaped) -> tuple[int, str, Any] | str:
-        """``(index, kind, payload)`` to report, or ``requeue`` / ``extend`` / ``wait``."""
+    def _decide(self, swarm_id: str, member: Expired, reaped: Reaped) -> tuple[Action, bool]:
+        """What to do with a member whose deadline passed, and whether it ran without a recorded receipt."""
         task_id = member_task_id(swarm_id, member.index)
         status, value = self._stored(task_id)
+        unseen = member.mstate == "d" and status not in (None, states.PENDING)
         if status == states.SUCCESS:
-            return member.index, "s", self.rt.result_codec.dumps(value, "member result")
+            return (member.index, "s", self.rt.result_codec.dumps(value, "member result")), unseen
         if status == states.FAILURE:
             exc = value if isinstance(value, BaseException) else None
-            return member.index, "f", error_record(swarm_id, member.index, task_id, exc)
+            return (member.index, "f", error_record(swarm_id, member.index, task_id, exc)), unseen
         if status == states.REVOKED:
-            return member.index, "x", error_record(swarm_id, member.index, task_id, None, "TaskRevokedError")
+            return (member.index, "x", error_record(swarm_id, member.index, task_id, None, "TaskRevokedError")), unseen
         if status is None:
-            return "wait"
-        if member.mstate != "r":
+            return "wait", False
+        if member.mstate == "d":
+            return self._dispatched(member, reaped, status), unseen
+        return self._running(member, reaped, status), False
+
+    def _dispatched(self, member: Expired, reaped: Reaped, status: str) -> Action:
+        """A dispatched member no worker received yet (or one that ran on a worker without mageflow)."""
+        owner = member.owner
+        if "p" in owner.flags:
+            return "requeue"  # its publish failed: re-publish now, not after the dispatch timeout
+        if status != states.PENDING:
+            return reaped.now + reaped.lease_s  # running unseen (STARTED, RETRY): look again later
+        timeout_at = (owner.t0 or member.deadline) + reaped.dispatch_timeout_s
+        if reaped.now >= timeout_at:
             return "requeue"
-        if status in _WAIT_STATES:
-            return "extend"
-        if self._acks_late(member) and reaped.now < member.deadline + redelivery_wait_s(self.app):
+        return min(reaped.now + reaped.lease_s, timeout_at)
+
+    def _running(self, member: Expired, reaped: Reaped, status: str) -> Action:
+        """A received member whose lease expired: its worker stopped renewing it."""
+        dropped_copy = "u" in member.owner.flags  # a copy the broker redelivered was discarded meanwhile
+        if status in _WAIT_STATES and not dropped_copy:
+            return reaped.now + reaped.lease_s  # retrying: still in flight
+        if not dropped_copy and self._acks_late(member) and reaped.now < member.deadline + redelivery_wait_s(self.app):
             return "wait"
         if reaped.on_lost == "fail" and reaped.state == "running":
             return member.index, "f", _LOST
@@ -228,6 +257,11 @@ class Reaper:
         tr = self.rt.store.report(swarm_id, outcomes, want_ctx=self.rt.cached_ctx(swarm_id) is None)
         if tr.status == "ok":
             follow(self.rt, swarm_id, tr)
+
+
+#: What the reaper does with one member: report ``(index, kind, payload)``, ``"requeue"`` it, look again
+#: at a new deadline (a float on the state Redis's clock), or ``"wait"`` (look again next tick).
+Action = tuple[int, str, Any] | str | float
 
 
 class _Lost:

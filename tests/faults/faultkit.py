@@ -51,11 +51,12 @@ class Faults:
         return build(self.broker, self.redis_url, self.state, self.redis_url, conf)
 
     def worker(
-        self, name: str, pool: str = "prefork", concurrency: int = 2, state: str = "", **conf: Any
+        self, name: str, pool: str = "prefork", concurrency: int = 2, state: str = "", queues: str = "", **conf: Any
     ) -> subprocess.Popen[bytes]:
         """Start ``celery -A faults_app worker`` in its own process group; return once it consumes.
 
-        ``state`` overrides the state Redis URL of this worker; ``conf`` are extra Celery settings.
+        ``state`` overrides the state Redis URL of this worker; ``queues`` (``-Q``) the queues it consumes;
+        ``conf`` are extra Celery settings.
         """
         env = {
             **os.environ,
@@ -68,6 +69,8 @@ class Faults:
         }
         command = [sys.executable, "-m", "celery", "-A", "faults_app", "worker", "-P", pool, "-c", str(concurrency)]
         command += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+        if queues:
+            command += ["-Q", queues]
         with open(self.logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 command,
@@ -120,6 +123,11 @@ class Faults:
         """``(index, start, end)`` of every execution that ran to its end."""
         rows = [x.split() for x in self.probe.lrange(probe_key("ex", swarm_id), 0, -1)]
         return [(int(i), float(s), float(e)) for i, s, e in rows]
+
+    def records(self, kind: str, swarm_id: str) -> list[tuple[int, int]]:
+        """Pairs of ints a task recorded under ``kind`` (``steps``: index, step; ``attempts``: index, retries)."""
+        rows = [x.split() for x in self.probe.lrange(probe_key(kind, swarm_id), 0, -1)]
+        return [(int(a), int(b)) for a, b in rows]
 
     def callbacks(self, swarm_id: str) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.probe.lrange(probe_key("cb", swarm_id), 0, -1)]

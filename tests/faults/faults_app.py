@@ -75,7 +75,7 @@ def _register(app: Celery) -> None:
         """A member: records its start and end; waits ``hold_s`` or for its swarm's gate; may kill its process."""
         parsed = parse_member_task_id(self.request.id)
         assert parsed is not None
-        swarm_id, index, _final = parsed
+        swarm_id, index = parsed.swarm_id, parsed.index
         r = _probe_client(app)
         start = time.time()
         r.rpush(probe_key("start", swarm_id), f"{index} {start} {os.getpid()}")
@@ -94,6 +94,7 @@ def _register(app: Celery) -> None:
         return index
 
     _register_endings(app)
+    _register_worker_loss(app)
 
     @app.task(name="faults.callback", bind=True, shared=False)
     def callback(self: Task, value: Any, kind: str = "success") -> None:
@@ -137,6 +138,37 @@ def _register_endings(app: Celery) -> None:
     def value(*args: Any) -> Any:
         return args[-1]
 
+    _register_handoffs(app)
+
+
+def _register_handoffs(app: Celery) -> None:
+    """Members that hand their token on through the broker: a chain step, a retry, a replacement (D5)."""
+
+    @app.task(name="faults.step", bind=True, shared=False)
+    def step(self: Task, *args: Any) -> int:
+        """A chain member's step: records ``index step`` of its execution."""
+        ref = parse_member_task_id(self.request.id)
+        assert ref is not None
+        _probe_client(app).rpush(probe_key("steps", ref.swarm_id), f"{ref.index} {ref.step}")
+        return ref.index
+
+    @app.task(name="faults.retry_later", bind=True, shared=False, ignore_result=True, max_retries=3)
+    def retry_later(self: Task) -> str:
+        """Records its attempt, then retries once on the queue ``later`` (its RETRY is never stored)."""
+        ref = parse_member_task_id(self.request.id)
+        assert ref is not None
+        _probe_client(app).rpush(probe_key("attempts", ref.swarm_id), f"{ref.index} {self.request.retries}")
+        if self.request.retries == 0:
+            raise self.retry(queue="later", countdown=0)
+        return "done"
+
+    @app.task(name="faults.replace_later", bind=True, shared=False)
+    def replace_later(self: Task) -> Any:
+        """Replaces itself with ``faults.value`` routed to the queue ``later``."""
+        return self.replace(app.signature("faults.value", args=("r",), queue="later"))
+
+
+def _register_worker_loss(app: Celery) -> None:
     @app.task(
         name="faults.die_once", bind=True, shared=False, retry_on_worker_lost=True, max_retries=3, default_retry_delay=0
     )

@@ -16,7 +16,7 @@ from faultkit import Faults
 
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.runtime import runtime_for
-from mageflow_celery.keys import callback_task_id, member_task_id
+from mageflow_celery.keys import FINAL_STEP, callback_task_id, member_task_id
 from mageflow_celery.testing import wait_for
 from mageflow_celery.worker.reaper import ReapReport, reap_once
 
@@ -35,7 +35,7 @@ def started(app: Celery, n: int, received: bool = True, **config: Any) -> str:
     swarm_id = s.apply_async().id
     if received:
         for i in range(n):
-            assert runtime_for(app).store.receive(swarm_id, i) == "ok"
+            assert runtime_for(app).store.receive(swarm_id, i, FINAL_STEP, f"delivery-{i}") == "ok"
     return swarm_id
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,12 +20,18 @@ from celery import Celery
 
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.keys import FINAL_STEP, member_task_id
 from mageflow_celery.state.store import SwarmStore, Transition
 from mageflow_celery.testing import redis_snapshot
 
 pytestmark = [pytest.mark.redis]
 
 RACES = 200
+
+
+def recv(store: SwarmStore, sid: str, index: int) -> str:
+    """One delivery of member ``index`` (its own id) passing the start gate with a fresh lease token."""
+    return store.receive(sid, index, FINAL_STEP, uuid.uuid4().hex)
 
 
 def _started(app: Celery, n: int, limit: int, **config: Any) -> str:
@@ -43,7 +50,9 @@ def _ok(value: Any) -> bytes:
 
 
 def _err(swarm_id: str, index: int) -> bytes:
-    return json.dumps({"task_id": f"{swarm_id}~{index}", "index": index, "type": "ValueError", "message": "x"}).encode()
+    return json.dumps(
+        {"task_id": member_task_id(swarm_id, index), "index": index, "type": "ValueError", "message": "x"}
+    ).encode()
 
 
 def swarm_keys(client: redis.Redis, swarm_id: str) -> list[bytes]:
@@ -64,7 +73,7 @@ def test_reporting_the_same_member_again_changes_nothing(mageflow_app: Celery, m
     # Given a started swarm of 3 members whose member 0 was received and reported succeeded
     sid = _started(mageflow_app, 3, limit=3)
     store = _store(mageflow_app)
-    assert store.receive(sid, 0) == "ok"
+    assert recv(store, sid, 0) == "ok"
     first = store.report(sid, [(0, "s", _ok("first"))], want_ctx=False)
     before = snapshot(mageflow_redis, sid)
 
@@ -88,7 +97,7 @@ def test_a_duplicate_within_one_batch_is_recorded_once_and_finalizes_once(
     # Given a started swarm of 2 members, both received
     sid = _started(mageflow_app, 2, limit=2)
     store = _store(mageflow_app)
-    assert [store.receive(sid, i) for i in (0, 1)] == ["ok", "ok"]
+    assert [recv(store, sid, i) for i in (0, 1)] == ["ok", "ok"]
 
     # When one batch reports member 1 twice and member 0 once, then member 0 again
     tr = store.report(sid, [(1, "s", _ok(1)), (1, "s", _ok(1)), (0, "s", _ok(0))], want_ctx=False)
@@ -120,7 +129,7 @@ def test_the_last_two_members_reported_at_the_same_moment_elect_exactly_one_fina
     for _ in range(RACES):
         # Given a started swarm whose two members are both running
         sid = _started(mageflow_app, 2, limit=2)
-        assert [store.receive(sid, i) for i in (0, 1)] == ["ok", "ok"]
+        assert [recv(store, sid, i) for i in (0, 1)] == ["ok", "ok"]
 
         # When both are reported from two threads at the same moment
         results = _race(
@@ -144,7 +153,7 @@ def test_two_failures_reaching_the_threshold_at_the_same_moment_elect_exactly_on
     for _ in range(RACES // 2):
         # Given a swarm failing at its first failure, with two running members and one queued
         sid = _started(mageflow_app, 3, limit=2, stop_after_n_failures=1)
-        assert [store.receive(sid, i) for i in (0, 1)] == ["ok", "ok"]
+        assert [recv(store, sid, i) for i in (0, 1)] == ["ok", "ok"]
 
         # When both running members fail at the same moment
         results = _race(
@@ -170,7 +179,7 @@ def test_closing_while_the_last_member_is_reported_elects_exactly_one_finalizer(
         # Given an open, started swarm with one running member
         s = swarm(tasks=["t.never_consumed"], app=mageflow_app)
         sid = str(s.apply_async().id)
-        assert store.receive(sid, 0) == "ok"
+        assert recv(store, sid, 0) == "ok"
 
         # When the member is reported while the swarm is closed, at the same moment
         results = _race(
@@ -207,7 +216,7 @@ def test_every_key_of_an_unfinished_swarm_has_the_idle_ttl_and_of_a_finished_one
     _assert_ttls(mageflow_redis, sid, 4990, 5000)
     s.apply_async()
     _assert_ttls(mageflow_redis, sid, 4990, 5000)
-    assert store.receive(sid, 0) == "ok"
+    assert recv(store, sid, 0) == "ok"
     store.report(sid, [(0, "s", _ok(0))], want_ctx=False)
     keys = _assert_ttls(mageflow_redis, sid, 4990, 5000)
     assert {key.encode() for key in store.keys(sid).all()} <= set(keys), "every key exists, the queue too"
@@ -216,7 +225,7 @@ def test_every_key_of_an_unfinished_swarm_has_the_idle_ttl_and_of_a_finished_one
     s.close_swarm()
     member.delay()
     for index in (1, 2, 3):
-        assert store.receive(sid, index) == "ok"
+        assert recv(store, sid, index) == "ok"
         store.report(sid, [(index, "s", _ok(index))], want_ctx=False)
 
     # Then every key of the finished swarm carries the result TTL
@@ -230,16 +239,20 @@ def test_a_late_report_to_a_finished_swarm_keeps_its_result_ttl_and_changes_noth
     # Given a finished swarm
     store = _store(mageflow_app)
     sid = _started(mageflow_app, 1, limit=1, result_ttl_s=300)
-    assert store.receive(sid, 0) == "ok"
+    assert recv(store, sid, 0) == "ok"
     assert store.report(sid, [(0, "s", _ok(0))], want_ctx=False).fin == "s"
     before = snapshot(mageflow_redis, sid)
 
     # When a late receipt and a late report arrive for it
-    store.receive(sid, 0)
+    verdict = recv(store, sid, 0)
     store.report(sid, [(0, "f", _err(sid, 0))], want_ctx=False)
 
-    # Then nothing changed and every key still expires
-    assert snapshot(mageflow_redis, sid) == before
+    # Then the late copy is discarded (counted in dups), nothing else changed, and every key still expires
+    assert verdict == "dup"
+    after = snapshot(mageflow_redis, sid)
+    meta_key = store.keys(sid).meta.encode()
+    assert after[meta_key].pop(b"dups") == b"1"
+    assert after == before
     _assert_ttls(mageflow_redis, sid, 290, 300)
 
 
@@ -254,7 +267,7 @@ def test_no_script_creates_a_key_for_an_unknown_swarm(mageflow_app: Celery, mage
         store.start(sid, b"{}", b"{}", want_ctx=False).status,
         store.add(sid, [b"{}"], run=True, want_ctx=False).status,
         store.enqueue(sid, 0, b"{}", want_ctx=False).status,
-        store.receive(sid, 0),
+        recv(store, sid, 0),
         store.report(sid, [(0, "s", _ok(0)), (1, "f", _err(sid, 1))], want_ctx=False).status,
         store.close(sid).status,
         store.pause(sid).status,

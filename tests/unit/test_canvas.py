@@ -24,7 +24,14 @@ from mageflow_celery import (
     install,
     swarm,
 )
-from mageflow_celery.keys import callback_task_id, member_task_id, parse_member_task_id, step_task_id
+from mageflow_celery.keys import (
+    FINAL_STEP,
+    MemberRef,
+    callback_task_id,
+    member_task_id,
+    parse_member_task_id,
+    step_task_id,
+)
 
 #: Nothing listens here: a call that talks to Redis raises.
 UNREACHABLE = "redis://127.0.0.1:9/0"
@@ -279,14 +286,20 @@ def test_member_step_and_callback_ids_derive_from_the_swarm_id_and_parse_back() 
     # Given a swarm id (a uuid, as Celery makes them)
     sid = "6f1c0f5e-8f43-4d55-9d2a-1f3b8c2d7e10"
 
-    # Then a member id and a chain step id parse back to the swarm and index; the last step has the member id
-    assert member_task_id(sid, 7) == f"{sid}~7"
-    assert parse_member_task_id(member_task_id(sid, 7)) == (sid, 7, True)
-    assert parse_member_task_id(step_task_id(sid, 7, 0)) == (sid, 7, False)
+    # Then a member id and a chain step id parse back to the swarm, the index and the step; the last step
+    # of a chain member has the member id (FINAL_STEP)
+    mid = member_task_id(sid, 7)
+    assert mid.startswith(f"{sid}~7~") and len(mid) == len(sid) + 11
+    assert parse_member_task_id(mid) == MemberRef(sid, 7, FINAL_STEP)
+    assert parse_member_task_id(step_task_id(sid, 7, 0)) == MemberRef(sid, 7, 0)
+    assert parse_member_task_id(step_task_id(sid, 7, 3)) == MemberRef(sid, 7, 3)
+    # a nested swarm's id is a member id: its own members parse back to it
+    assert parse_member_task_id(member_task_id(mid, 2)) == MemberRef(mid, 2, FINAL_STEP)
 
-    # And callback ids and ids of ordinary tasks are no member ids
+    # And callback ids and ids of ordinary tasks are no member ids, even when they contain "~" (the check)
     assert callback_task_id(sid, "s", 0) == f"{sid}~s0"
     assert parse_member_task_id(callback_task_id(sid, "s", 0)) is None
     assert parse_member_task_id(callback_task_id(sid, "e", 1)) is None
-    for other in (sid, None, "", "~3", "abc~", "abc~x"):
-        assert parse_member_task_id(other) is None
+    forged = mid[:-1] + ("0" if mid[-1] != "0" else "1")
+    for other in (sid, None, "", "~3", "abc~", "abc~x", "job~1", "job~1~2", "a~1~deadbeef", forged, f"{sid}~7"):
+        assert parse_member_task_id(other) is None, other

@@ -19,6 +19,7 @@ from celery.result import AsyncResult
 
 from mageflow_celery import ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult, swarm
 from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.keys import member_task_id
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
@@ -238,8 +239,8 @@ def test_reaching_the_failure_threshold_fails_an_open_swarm_at_once_and_cancels_
     assert (summary["running"], summary["queued"], summary["registered"]) == (1, 0, 0)
     assert summary["truncated"] is False
     assert [(f["task_id"], f["index"], f["type"], f["message"]) for f in summary["failures"]] == [
-        (f"{sid}~0", 0, "ValueError", "a failed"),
-        (f"{sid}~1", 1, "ValueError", "b failed"),
+        (member_task_id(sid, 0), 0, "ValueError", "a failed"),
+        (member_task_id(sid, 1), 1, "ValueError", "b failed"),
     ]
     assert info.value.summary["failures"] == summary["failures"]
     assert info.value.summary["swarm_id"] == sid
@@ -271,7 +272,7 @@ def test_with_revoke_on_failure_running_members_are_stopped_when_the_swarm_fails
     # releasing its token
     with pytest.raises(SwarmFailedError):
         result.get(timeout=20)
-    wait_for(lambda: AsyncResult(f"{result.id}~0", app=mageflow_app).state == "REVOKED", timeout_s=10)
+    wait_for(lambda: AsyncResult(member_task_id(result.id, 0), app=mageflow_app).state == "REVOKED", timeout_s=10)
     p = wait_for(lambda: (p := result.progress()).running == 0 and p, timeout_s=10)
     assert (p.state, p.succeeded, p.failed + p.cancelled) == ("failed", 0, 2)
 

@@ -15,6 +15,7 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 
 from mageflow_celery import SwarmConfig, SwarmProgress, SwarmResult, swarm
+from mageflow_celery.keys import member_task_id
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
@@ -233,7 +234,7 @@ def test_members_published_before_the_swarm_ended_are_dropped_at_receipt_and_nev
     replies = mageflow_app.control.add_consumer("later", reply=True, destination=[worker.hostname])
     assert replies and "ok" in next(iter(replies[0].values())), replies
     for index in (1, 2):
-        wait_for(lambda index=index: AsyncResult(f"{result.id}~{index}", app=mageflow_app).state == "REVOKED")
+        wait_for(lambda index=index: AsyncResult(member_task_id(result.id, index), app=mageflow_app).state == "REVOKED")
     p = _wait_progress(result, dispatched=0)
     assert (p.running, p.queued, p.cancelled) == (0, 0, 3 if ending == "failed" else 4)
     assert _started(mageflow_redis) == []
@@ -256,5 +257,5 @@ def test_members_have_deterministic_ids_and_the_swarm_as_parent(
 
     # Then member i has id "<swarm id>~i", the swarm as parent and root, and AsyncResult(member id) works
     sid = result.id
-    assert ids == [[f"{sid}~0", sid, sid], [f"{sid}~1", sid, sid]]
-    assert AsyncResult(f"{sid}~1", app=mageflow_app).get(timeout=5) == [f"{sid}~1", sid, sid]
+    assert ids == [[member_task_id(sid, 0), sid, sid], [member_task_id(sid, 1), sid, sid]]
+    assert AsyncResult(member_task_id(sid, 1), app=mageflow_app).get(timeout=5) == [member_task_id(sid, 1), sid, sid]

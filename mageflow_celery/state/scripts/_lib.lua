@@ -7,10 +7,13 @@
 -- KEYS[5] tokens   zset  index -> deadline of dispatched/running members ('_' sentinel at +inf)
 -- KEYS[6] results  hash  index -> encoded result ('_' sentinel)
 -- KEYS[7] errors   hash  index -> JSON error record ('_' sentinel)
+-- KEYS[8] owners   hash  index -> 'epoch|step|token|flags|t0' of a member holding a token (see below)
 local K_META, K_MEMBERS, K_QUEUE, K_MSTATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_TOKENS, K_RESULTS, K_ERRORS = KEYS[5], KEYS[6], KEYS[7]
+local K_TOKENS, K_RESULTS, K_ERRORS, K_OWNERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
 local CHUNK = 2000
+-- Step number of a member's own task id (a plain member, a chain member's last step); keys.FINAL_STEP.
+local FINAL_STEP = 1073741824
 local FIELDS = {
   'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
   'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
@@ -56,7 +59,12 @@ local function bulk(cmd, key, args)
   return first
 end
 
+-- Give every key of the swarm a TTL; a TTL <= 0 means never expire (result_expires 0 / None).
 local function expire_all(ttl)
+  if ttl <= 0 then
+    for _, k in ipairs(KEYS) do redis.call('PERSIST', k) end
+    return
+  end
   for _, k in ipairs(KEYS) do redis.call('EXPIRE', k, ttl) end
 end
 
@@ -93,6 +101,30 @@ local function save_meta(m, t)
   if #args > 0 then redis.call('HSET', K_META, unpack(args)) end
 end
 
+-- Owner record of a member holding a token (D5: at most one execution at a time):
+--   e     publish epoch: +1 each time the reaper re-publishes the member; older copies are stale
+--   s     step: the step whose delivery holds the lease (running), or the lowest step that may take it
+--         (dispatched); a member's own id is step FINAL, a chain member's earlier steps 0, 1, ...
+--   tok   lease token of the delivery that holds it ('' while dispatched)
+--   flags 'p': its publish failed (re-publish at once); 'u': a duplicate copy was dropped meanwhile
+--   t0    when it was last dispatched (the dispatch timeout counts from there)
+local function get_owner(idx, t)
+  local raw = redis.call('HGET', K_OWNERS, idx)
+  if not raw then return {e = 0, s = 0, tok = '', flags = '', t0 = t} end
+  local e, s, tok, flags, t0 = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  return {e = tonumber(e) or 0, s = tonumber(s) or 0, tok = tok or '', flags = flags or '', t0 = tonumber(t0) or t}
+end
+
+local function put_owner(idx, o)
+  redis.call('HSET', K_OWNERS, idx, o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0)
+end
+
+-- The first deadline of a dispatched member: the reaper looks at it after lease_s (did a worker
+-- without mageflow run it?), and re-publishes it once dispatch_timeout_s passed since t0.
+local function dispatch_deadline(m, t)
+  return t + math.min(m.lease_s, m.dispatch_to)
+end
+
 -- Move up to (limit - tokens held) queued members to 'dispatched'; return their ids and signatures.
 local function admit(m, t)
   if m.state ~= 'running' or m.paused == 1 or m.queued <= 0 then return {}, {} end
@@ -105,14 +137,17 @@ local function admit(m, t)
     local part = redis.call('HMGET', K_MEMBERS, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
     for _, s in ipairs(part) do sigs[#sigs + 1] = s end
   end
-  local st, z = {}, {}
-  local deadline = t + m.dispatch_to
+  local st, z, own = {}, {}, {}
+  local deadline = dispatch_deadline(m, t)
+  local fresh = '0|0|||' .. t
   for _, id in ipairs(ids) do
     st[#st + 1] = id; st[#st + 1] = 'd'
     z[#z + 1] = deadline; z[#z + 1] = id
+    own[#own + 1] = id; own[#own + 1] = fresh
   end
   bulk('HSET', K_MSTATE, st)
   bulk('ZADD', K_TOKENS, z)
+  bulk('HSET', K_OWNERS, own)
   incr(m, 'queued', -#ids)
   incr(m, 'dispatched', #ids)
   return ids, sigs
@@ -128,9 +163,23 @@ local function maybe_finish(m, t)
   return ''
 end
 
--- Members holding a token (to revoke on cancel / failure).
-local function token_holders()
-  return redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', '(+inf')
+-- Members holding a token, as 'index:step': the step to revoke, i.e. the step of a running member that
+-- holds the lease (a chain member's current step), the member id for a dispatched one (the start gate
+-- drops any of its steps once the swarm ended).
+local function token_holders(t)
+  local out = {}
+  for _, idx in ipairs(redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', '(+inf')) do
+    local step = FINAL_STEP
+    if redis.call('HGET', K_MSTATE, idx) == 'r' then step = get_owner(idx, t).s end
+    out[#out + 1] = idx .. ':' .. string.format('%d', step)
+  end
+  return out
+end
+
+-- A member gave its token back (finished, cancelled): forget its owner record.
+local function release(idx)
+  redis.call('ZREM', K_TOKENS, idx)
+  redis.call('HDEL', K_OWNERS, idx)
 end
 
 -- End the swarm early (failure threshold or cancel): cancel what never got a token.

@@ -20,6 +20,7 @@ bulk('HSET', K_MEMBERS, members)
 redis.call('HSET', K_MSTATE, '_', '')
 redis.call('HSET', K_RESULTS, '_', '')
 redis.call('HSET', K_ERRORS, '_', '')
+redis.call('HSET', K_OWNERS, '_', '')
 redis.call('ZADD', K_TOKENS, '+inf', '_')
 expire_all(tonumber(redis.call('HGET', K_META, 'idle_ttl')))
 return {'created'}

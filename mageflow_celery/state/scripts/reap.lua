@@ -3,7 +3,8 @@
 -- takes over (fin_at is reset, so only one reaper re-runs it per claim period).
 -- KEYS: see _lib.lua
 -- ARGV[1] claim_s (a claim older than this is stale)   ARGV[2] most expired members to return
--- Returns {'ok', state, stale_fin ('' | 's' | 'f' | 'c'), on_lost, {idx, mstate, deadline, sig, ...}, now}
+-- Returns {'ok', state, stale_fin ('' | 's' | 'f' | 'c'), on_lost, {idx, mstate, deadline, sig, owner, ...},
+--   now, lease_s, dispatch_timeout_s}
 --   | {'done'} (finished, finalized, no token held: nothing will ever change) | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
@@ -26,5 +27,7 @@ for i = 1, #hits, 2 do
   out[#out + 1] = redis.call('HGET', K_MSTATE, idx) or ''
   out[#out + 1] = hits[i + 1]
   out[#out + 1] = redis.call('HGET', K_MEMBERS, idx) or ''
+  out[#out + 1] = redis.call('HGET', K_OWNERS, idx) or ''
 end
-return {'ok', m.state, stale, redis.call('HGET', K_META, 'on_lost') or 'retry', out, tostring(t)}
+return {'ok', m.state, stale, redis.call('HGET', K_META, 'on_lost') or 'retry', out, tostring(t),
+  tostring(m.lease_s), tostring(m.dispatch_to)}

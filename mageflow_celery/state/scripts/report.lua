@@ -4,7 +4,7 @@
 -- KEYS: see _lib.lua
 -- ARGV[1] want_ctx   then triples: ARGV[i] index, ARGV[i+1] kind ('s' ok | 'f' failed | 'x' revoked),
 --   ARGV[i+2] payload (encoded result, or JSON error record)
--- Returns {'ok', fin ('' | 's' | 'f'), ids, sigs, ctx, revoke_ids, n_recorded} | {'unknown'}
+-- Returns {'ok', fin ('' | 's' | 'f'), ids, sigs, ctx, revoke ('index:step'), n_recorded} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local t = now()
@@ -17,7 +17,7 @@ for i = 2, #ARGV, 3 do
   if st == 'd' or st == 'r' then
     recorded = recorded + 1
     local was_finished = is_finished(m)
-    redis.call('ZREM', K_TOKENS, idx)
+    release(idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     if kind == 'x' and m.state == 'cancelled' then kind = 'c' elseif kind == 'x' then kind = 'f' end
     redis.call('HSET', K_MSTATE, idx, kind)
@@ -35,7 +35,7 @@ for i = 2, #ARGV, 3 do
       if m.state == 'running' and m.stop_after > 0 and m.failed >= m.stop_after then
         stop_early(m, t, 'failed')
         fin = 'f'
-        if m.revoke_on_fail == 1 then revoke = token_holders() end
+        if m.revoke_on_fail == 1 then revoke = token_holders(t) end
       end
     end
   end

@@ -1,45 +1,42 @@
--- requeue.lua: give members back to the broker with the same task id: each becomes dispatched again
--- (it keeps its token) with a fresh dispatch deadline. Mode 'expired' (the reaper): only members whose
--- token deadline passed; their signatures are returned for re-publishing; in a cancelled or failed
--- swarm they are cancelled instead, as at receipt. Mode 'handoff' (a member that raised Ignore, e.g.
--- Task.replace: another message with its id carries it on): a running member waits for that message.
+-- requeue.lua: the reaper gives members whose token deadline passed back to the broker with their own
+-- task id: each becomes dispatched again (it keeps its token) in a new publish epoch, so any older copy
+-- still travelling is stale at the start gate. In a cancelled or failed swarm they are cancelled
+-- instead, as at receipt.
 -- KEYS: see _lib.lua
--- ARGV[1] mode ('expired' | 'handoff')   ARGV[2] want_ctx   ARGV[3 ..] member indices
--- Returns {'ok', '', ids, sigs, ctx, {}, n_cancelled} | {'unknown'}
+-- ARGV[1] want_ctx   ARGV[2 ..] member indices
+-- Returns {'ok', '', ids ('index:epoch'), sigs, ctx, {}, n_cancelled} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local t = now()
-local expired = ARGV[1] == 'expired'
 local ended = m.state == 'cancelled' or m.state == 'failed'
-local ids, cancelled = {}, 0
-for i = 3, #ARGV do
+local ids, plain, cancelled = {}, {}, 0
+for i = 2, #ARGV do
   local idx = ARGV[i]
   local st = redis.call('HGET', K_MSTATE, idx)
-  local held = st == 'd' or st == 'r'
-  if held and expired then
-    local score = tonumber(redis.call('ZSCORE', K_TOKENS, idx))
-    held = score ~= nil and score <= t
-  elseif held then
-    held = st == 'r'
-  end
-  if held and expired and ended then
-    redis.call('HSET', K_MSTATE, idx, 'c')
-    redis.call('ZREM', K_TOKENS, idx)
-    incr(m, st == 'd' and 'dispatched' or 'running', -1)
-    incr(m, 'cancelled', 1)
-    cancelled = cancelled + 1
-  elseif held then
-    if st == 'r' then
-      redis.call('HSET', K_MSTATE, idx, 'd')
-      incr(m, 'running', -1)
-      incr(m, 'dispatched', 1)
+  local score = tonumber(redis.call('ZSCORE', K_TOKENS, idx))
+  if (st == 'd' or st == 'r') and score ~= nil and score <= t then
+    if ended then
+      redis.call('HSET', K_MSTATE, idx, 'c')
+      release(idx)
+      incr(m, st == 'd' and 'dispatched' or 'running', -1)
+      incr(m, 'cancelled', 1)
+      cancelled = cancelled + 1
+    else
+      if st == 'r' then
+        redis.call('HSET', K_MSTATE, idx, 'd')
+        incr(m, 'running', -1)
+        incr(m, 'dispatched', 1)
+      end
+      local o = get_owner(idx, t)
+      o.e, o.s, o.tok, o.flags, o.t0 = o.e + 1, 0, '', '', t
+      put_owner(idx, o)
+      redis.call('ZADD', K_TOKENS, dispatch_deadline(m, t), idx)
+      ids[#ids + 1] = idx .. ':' .. o.e
+      plain[#plain + 1] = idx
     end
-    redis.call('ZADD', K_TOKENS, t + m.dispatch_to, idx)
-    ids[#ids + 1] = idx
   end
 end
 local sigs = {}
-if expired and #ids > 0 then sigs = redis.call('HMGET', K_MEMBERS, unpack(ids)) end
+if #plain > 0 then sigs = redis.call('HMGET', K_MEMBERS, unpack(plain)) end
 save_meta(m, t)
-if not expired then ids = {} end
-return {'ok', '', ids, sigs, ctx_if(ARGV[2], #ids), {}, cancelled}
+return {'ok', '', ids, sigs, ctx_if(ARGV[1], #ids), {}, cancelled}
