@@ -103,9 +103,15 @@ def resolve_redis_url(conf: Mapping[str, Any], explicit: str | None) -> str | No
 
 
 def result_ttl_default(conf: Mapping[str, Any]) -> int:
-    """Seconds a finished swarm is kept when ``SwarmConfig.result_ttl_s`` is None."""
-    expires = conf.get("result_expires")
-    if expires is None:
+    """Seconds a finished swarm is kept when ``SwarmConfig.result_ttl_s`` is None: ``result_expires``.
+
+    As in Celery, ``result_expires`` of ``0`` or ``None`` means never expire: ``0`` is returned, and the
+    scripts then remove the TTL of a finished swarm's keys. Unset, Celery's default is one day.
+    """
+    if "result_expires" not in conf:
         return 24 * 3600
+    expires = conf.get("result_expires")
+    if not expires:
+        return 0
     seconds = expires.total_seconds() if hasattr(expires, "total_seconds") else float(expires)
     return max(1, int(seconds))

@@ -1,7 +1,12 @@
-"""The seed's client spellings: :class:`Mageflow` (``mf.task``, ``mf.sign``, ``mf.swarm``, ``mf.aio``)."""
+"""The seed's client spellings: :class:`Mageflow` (``mf.task``, ``mf.sign``, ``mf.swarm``, ``mf.aio``).
+
+It sits above the client layer, next to :mod:`mageflow_celery.install`, because ``Mageflow(app)``
+installs mageflow_celery on the app (SPEC §1), which wires the worker side (see ``docs/architecture.md``).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, overload
 
@@ -45,16 +50,19 @@ class Mageflow:
         tasks are registered on this client's app only (``shared=False`` unless given).
         """
 
-        def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
+        def decorate(fn: Callable[..., Any], depth: int = 1) -> Task[Any, Any]:
+            # Annotations (also PEP 563 strings) resolve in the module and in the scope that applied the
+            # decorator, as pydantic's validate_call does; a model that cannot be resolved raises here.
+            model = message_model(fn, sys._getframe(depth).f_locals)
             opts = dict(options)
-            if message_model(fn) is not None:
+            if model is not None:
                 opts.setdefault("typing", False)
             opts.setdefault("shared", False)
-            task: Task[Any, Any] = self.app.task(**opts)(wrap_model_task(fn))
+            task: Task[Any, Any] = self.app.task(**opts)(wrap_model_task(fn, model))
             return task
 
         if len(args) == 1 and callable(args[0]) and not options:
-            return decorate(args[0])
+            return decorate(args[0], depth=2)
         return decorate
 
     def sign(self, task: str | Task[Any, Any] | Signature[Any], **kwargs: Any) -> MageflowSignature:

@@ -27,7 +27,6 @@ from ..errors import (
     SwarmNotFoundError,
     TooManyTasksError,
 )
-from ..keys import MEMBER_SEP
 from ..signals import swarm_closed, swarm_started
 from ..state.codec import Codec
 from .drive import advance
@@ -42,8 +41,10 @@ logger = logging.getLogger("mageflow_celery")
 DEF_KEY = "__mageflow_swarm__"
 #: Version of the definition's schema.
 SCHEMA_VERSION = 1
-#: Registered task that starts a swarm from a plain message (beat, ``send_task``).
+#: Registered task that starts a swarm from a plain message (beat, ``send_task``, countdown/eta).
 SWARM_TASK = "mageflow.swarm"
+#: Reserved kwarg of ``mageflow.swarm`` saying which created swarm to start, and how (countdown/eta).
+START_KEY = "__mageflow_start__"
 #: Canvas options carried by the swarm's result task.
 _CARRIED = ("chain", "chord", "group_id", "group_index", "link", "link_error")
 
@@ -104,7 +105,9 @@ def swarm(
         ...           config=SwarmConfig(max_concurrency=5), is_swarm_closed=True)
         >>> s.apply_async(kwargs={"batch": 7}).get()
     """
-    tasks, success_callbacks, error_callbacks = list(tasks), list(success_callbacks), list(error_callbacks)
+    tasks = _as_list(tasks, "tasks")
+    success_callbacks = _as_list(success_callbacks, "success_callbacks")
+    error_callbacks = _as_list(error_callbacks, "error_callbacks")
     the_app = app or _app_of([*tasks, *success_callbacks, *error_callbacks]) or current_app
     cfg = config if isinstance(config, SwarmConfig) else SwarmConfig(**dict(config or {}))
     strict = _strict(the_app)
@@ -131,7 +134,18 @@ def swarm(
         app=the_app,
     )
     s._member_blobs(the_app)  # validates that members encode with the app's serializer
+    codec = Codec(the_app.conf.task_serializer)
+    codec.dumps([definition["success_callbacks"], definition["error_callbacks"]], "swarm callbacks")
+    codec.dumps(all_kwargs, "swarm kwargs")
     return s
+
+
+def _as_list(items: Iterable[Any], what: str) -> list[Any]:
+    """``items`` as a list; one signature, task or name where a list is expected is a mistake (D6)."""
+    kind = "signature" if isinstance(items, Mapping) else "task name" if isinstance(items, str) else "task"
+    if isinstance(items, (Mapping, str, Task)):
+        raise TypeError(f"swarm({what}=...) takes a list, not a single {kind}: pass [{kind}]")
+    return list(items)
 
 
 @Signature.register_type(name="swarm")
@@ -201,9 +215,7 @@ class Swarm(OnCommitMixin, Signature):
     ) -> SwarmResult:
         """Assign the swarm id (no I/O), like :meth:`celery.canvas.Signature.freeze`."""
         super().freeze(_id, group_id, chord, root_id, parent_id, group_index)
-        if MEMBER_SEP in self.swarm_id:
-            raise MageflowError(f"a swarm id cannot contain {MEMBER_SEP!r}: {self.swarm_id!r}")
-        return SwarmResult(self.swarm_id, app=self.app)
+        return SwarmResult(self.swarm_id, app=self.app, created_later=True)
 
     @property
     def swarm_id(self) -> str:
@@ -273,12 +285,16 @@ class Swarm(OnCommitMixin, Signature):
         """Start the swarm: queue its members and admit up to ``max_concurrency`` of them.
 
         ``kwargs`` (a dict or a pydantic model) are merged into every member's kwargs. Applying a swarm
-        that already started creates nothing and returns its result (with a WARNING).
+        that already started creates nothing and returns its result (with a WARNING). With ``countdown``
+        or ``eta`` the swarm is created now and started then, by a worker (the ``mageflow.swarm`` task).
         """
         run_kwargs = as_kwargs(kwargs)
         options = {k: v for k, v in options.items() if v is not None}
         if options.get("task_id") and not self.swarm_id:
             self.options["task_id"] = options["task_id"]
+        later: dict[str, Any] = {k: options.pop(k) for k in ("countdown", "eta") if k in options}
+        if later and not inline_wanted(self.app):
+            return self._start_later(tuple(args or ()), run_kwargs, options, later)
         merged_args, merged_kwargs, opts = merge(self, tuple(args or ()), run_kwargs, options)
         rt = runtime_for(self.app)
         swarm_id = self.freeze().id
@@ -316,6 +332,20 @@ class Swarm(OnCommitMixin, Signature):
         if inline_wanted(self.app) and self.app.conf.task_eager_propagates and result.failed():
             result.get(disable_sync_subtasks=False)  # raises SwarmFailedError with the summary
         return result
+
+    def _start_later(
+        self, args: tuple[Any, ...], run_kwargs: dict[str, Any], options: dict[str, Any], later: dict[str, Any]
+    ) -> SwarmResult:
+        """Create the swarm now (pending) and send ``mageflow.swarm`` to start it at ``countdown``/``eta``."""
+        rt = runtime_for(self.app)
+        swarm_id = self.freeze().id
+        start = {"id": swarm_id, "args": list(args), "kwargs": run_kwargs, "options": options}
+        kwargs = {**self["kwargs"], START_KEY: start}
+        rt.task_codec.dumps(kwargs, "swarm arguments")  # refuse before writing anything
+        self._ensure_created()
+        self.app.send_task(SWARM_TASK, kwargs=kwargs, **later)
+        logger.info("swarm %s (%s) created; it starts %s", swarm_id, self.swarm_name, later)
+        return SwarmResult(swarm_id, app=self.app)
 
     def apply(
         self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | BaseModel | None = None, **options: Any
@@ -418,4 +448,4 @@ class Swarm(OnCommitMixin, Signature):
         return self._result().cancel(terminate=terminate)
 
 
-__all__ = ["DEF_KEY", "SWARM_TASK", "Swarm", "swarm"]
+__all__ = ["DEF_KEY", "START_KEY", "SWARM_TASK", "Swarm", "swarm"]

@@ -115,8 +115,19 @@ class SwarmResult(_AsyncResultBase):
         >>> res.get(timeout=60)
     """
 
-    def __init__(self, id: str, backend: Any = None, task_name: str | None = None, app: Any = None, parent: Any = None):
+    def __init__(
+        self,
+        id: str,
+        backend: Any = None,
+        task_name: str | None = None,
+        app: Any = None,
+        parent: Any = None,
+        created_later: bool = False,
+    ):
         super().__init__(id, backend=backend, task_name=task_name, app=app, parent=parent)
+        #: A handle from ``freeze()`` on a swarm that may be created later (a later step of a chain):
+        #: ``get()`` waits for it. Any other handle on an id with no state raises ``SwarmNotFoundError``.
+        self.created_later = created_later
 
     def __repr__(self) -> str:
         return f"<SwarmResult: {self.id}>"
@@ -174,9 +185,11 @@ class SwarmResult(_AsyncResultBase):
     ) -> Any:
         """Wait for the swarm to finish and return the result list the success callbacks receive.
 
-        Like ``AsyncResult.get``, an id with no state yet (a swarm later in a chain) is waited for.
+        A handle from ``freeze()`` on a swarm not created yet (a swarm later in a chain) waits for it, as
+        ``AsyncResult.get`` does; any other id with no state raises ``SwarmNotFoundError``.
 
         Raises:
+            SwarmNotFoundError: no swarm has that id (never created, or expired).
             SwarmFailedError: the failure threshold was reached (``.summary`` has the details).
             SwarmCancelledError: the swarm was cancelled.
             celery.exceptions.TimeoutError: not finished within ``timeout`` seconds.
@@ -187,9 +200,11 @@ class SwarmResult(_AsyncResultBase):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
-            state = self._swarm_state()  # absent = not created yet (e.g. a later chain step)
+            state = self._swarm_state()
             if state in _FIN:
                 break
+            if not state and not self.created_later:
+                raise SwarmNotFoundError(self.id)
             if deadline is not None and time.monotonic() >= deadline:
                 raise CeleryTimeoutError(f"swarm {self.id} did not finish within {timeout}s")
             time.sleep(delay)

@@ -12,10 +12,12 @@ import inspect
 import os
 import threading
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel
+
+from ..errors import MageflowError
 
 
 class _ReturnValueMarker:
@@ -65,15 +67,27 @@ def return_value_param(fn: Callable[..., Any]) -> str | None:
     return None
 
 
-def message_model(fn: Callable[..., Any]) -> type[BaseModel] | None:
-    """The pydantic model of a function whose single parameter is annotated with one."""
+def message_model(fn: Callable[..., Any], localns: Mapping[str, Any] | None = None) -> type[BaseModel] | None:
+    """The pydantic model of a function whose single parameter is annotated with one.
+
+    Annotations resolve in the function's module and in ``localns`` (the scope that defined it, for a
+    model defined inside a function under ``from __future__ import annotations``).
+
+    Raises:
+        MageflowError: the single parameter's annotation names something that cannot be resolved
+            (the task would silently receive flat kwargs instead of its model).
+    """
     params = [p for p in inspect.signature(fn).parameters.values() if p.name not in ("self",)]
-    if len(params) != 1:
+    if len(params) != 1 or params[0].annotation is inspect.Parameter.empty:
         return None
     try:
-        hint = typing.get_type_hints(fn).get(params[0].name)
-    except Exception:
-        return None
+        hint = typing.get_type_hints(fn, localns=dict(localns or {})).get(params[0].name)
+    except Exception as exc:
+        raise MageflowError(
+            f"cannot resolve the annotation {params[0].annotation!r} of {fn.__qualname__}({params[0].name}): "
+            f"{exc}; define the message model where the task's module (or the scope that decorates it) can "
+            "see it"
+        ) from exc
     return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
 
 
@@ -98,13 +112,12 @@ def run_coroutine(coro: Any) -> Any:
     return loop.run_until_complete(coro)
 
 
-def wrap_model_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+def wrap_model_task(fn: Callable[..., Any], model: type[BaseModel] | None) -> Callable[..., Any]:
     """Adapt ``fn`` (sync or async) so it can be called with flat kwargs (and a prepended parent result).
 
-    With a single pydantic-model parameter, the model is built from the kwargs (a validation error is a
-    task failure) and a prepended value fills its ``ReturnValue`` field.
+    With a single pydantic-model parameter (``model``, see :func:`message_model`), the model is built from
+    the kwargs (a validation error is a task failure) and a prepended value fills its ``ReturnValue`` field.
     """
-    model = message_model(fn)
     rv_field = return_value_field(model) if model else None
     is_async = inspect.iscoroutinefunction(fn)
 

@@ -116,3 +116,24 @@ def test_an_eager_chain_passes_the_result_list_on_and_added_members_run(mageflow
     assert not result.ready()
     grow.close_swarm()
     assert result.get(timeout=5) == [5, 6, 7]
+
+
+@pytest.mark.mageflow(task_always_eager=True)
+def test_members_admitted_before_the_failure_threshold_was_reached_never_run_eagerly(mageflow_app: Celery) -> None:
+    # Given an eager swarm that fails at its first failure, three members admitted at once, the first failing
+    t = _tasks(mageflow_app)
+    s = swarm(
+        tasks=[t["work"].s(x) for x in (-1, 1, 2, 3)],
+        error_callbacks=[t["alert"].s()],
+        config=SwarmConfig(max_concurrency=3, stop_after_n_failures=1),
+        is_swarm_closed=True,
+    )
+
+    # When it is applied
+    result = s.apply_async()
+
+    # Then only the failing member ran: the admitted ones were stopped at the start gate, as on a worker
+    assert t["state"]["ran"] == [-1]
+    p = result.progress()
+    assert (p.state, p.failed, p.cancelled, p.succeeded) == ("failed", 1, 3, 0)
+    assert [a["failed"] for a in t["state"]["alerts"]] == [1]

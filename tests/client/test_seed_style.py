@@ -9,7 +9,7 @@ import pytest
 from celery import Celery
 from pydantic import BaseModel, ConfigDict
 
-from mageflow_celery import Mageflow, ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult
+from mageflow_celery import Mageflow, MageflowError, ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult
 from mageflow_celery import aio as mageflow
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
@@ -149,3 +149,45 @@ def test_aio_calls_do_not_block_the_event_loop(mageflow_app: Celery, mageflow_wo
     assert value == ["async:z"]
     assert ticks > 1
     assert SwarmResult  # the sync handle stays importable next to the facade
+
+
+def test_a_model_defined_inside_a_function_under_postponed_annotations_is_still_the_message(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory
+) -> None:
+    # Given (this module has `from __future__ import annotations`) a message model defined locally, and
+    # an mf.task whose single parameter is annotated with it (the annotation is the string "LocalMessage")
+    class LocalMessage(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        item: int
+
+    mf = Mageflow(mageflow_app)
+
+    @mf.task(name="local-model")
+    def local_model(msg: LocalMessage) -> int:
+        return msg.item * 10
+
+    @mf.task
+    def bare_local(msg: LocalMessage) -> int:
+        return msg.item + 1
+
+    mageflow_worker(concurrency=2)
+
+    # When a swarm runs them with flat kwargs (plus an extra swarm kwarg the model ignores)
+    s = mf.swarm(tasks=[mf.sign("local-model", item=2), mf.sign(bare_local, item=5)], is_swarm_closed=True)
+
+    # Then each task received its model built from the kwargs (not the kwargs themselves)
+    assert s.apply_async(kwargs={"batch": "b"}).get(timeout=20) == [20, 6]
+
+
+def test_an_mf_task_whose_model_annotation_cannot_be_resolved_raises_at_decoration(mageflow_app: Celery) -> None:
+    # Given an mf.task whose single parameter names a model that exists nowhere the task can see
+    mf = Mageflow(mageflow_app)
+
+    # Then decorating it raises at once, naming the annotation (it never degrades to a plain task)
+    with pytest.raises(MageflowError, match="NoSuchModel"):
+
+        @mf.task(name="unresolvable")
+        def unresolvable(msg: NoSuchModel) -> None:  # type: ignore[name-defined]  # noqa: F821
+            return None
+
+    assert "unresolvable" not in mageflow_app.tasks

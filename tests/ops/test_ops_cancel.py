@@ -142,6 +142,39 @@ def test_cancel_with_terminate_kills_an_executing_member_on_a_prefork_worker(
         res.get(timeout=5)
 
 
+@pytest.mark.parametrize("how", ["cancel(terminate=True)", "revoke_on_failure"])
+def test_terminating_a_chain_member_kills_the_step_that_is_executing_and_later_steps_never_run(
+    how: str, ops: Ops, mageflow_worker: WorkerFactory
+) -> None:
+    # Given a chain member whose first step executes in a prefork child (its second step waits for it),
+    # and a second member that fails on demand
+    mageflow_worker(pool="prefork", concurrency=2)
+    chained = ops.gated.s(0) | ops.gated.si(9)
+    s = swarm(
+        tasks=[chained, ops.gated.s(1, fail=True)],
+        config=SwarmConfig(max_concurrency=2, stop_after_n_failures=1, revoke_on_failure=True),
+        is_swarm_closed=True,
+        app=ops.app,
+    )
+    res = s.apply_async()
+    pid = wait_for(lambda: ops.pid(0), message="the chain's first step to start in a child")
+    ops.wait_started(1)
+
+    # When the swarm is cancelled with terminate=True, or fails with revoke_on_failure
+    if how == "revoke_on_failure":
+        ops.open(1)
+    else:
+        assert res.cancel(terminate=True) is True
+
+    # Then the child executing the chain's running step is killed, and its later step never runs
+    wait_for(lambda: not _alive(pid), timeout_s=20, message=f"child {pid} to be terminated")
+    wait_for(lambda: res.progress().running + res.progress().dispatched == 0, message="the members to end")
+    ops.open_all()
+    ops.roundtrip()
+    assert 9 not in ops.started() and 0 not in ops.ended()
+    assert res.progress().state == ("failed" if how == "revoke_on_failure" else "cancelled")
+
+
 def test_lifecycle_calls_return_whether_they_changed_something(ops: Ops) -> None:
     # Given a created, not started swarm
     s = swarm(tasks=[ops.gated.s(0)], app=ops.app)

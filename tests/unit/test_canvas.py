@@ -136,13 +136,14 @@ def test_freeze_assigns_an_id_once_and_keeps_it(app: Celery) -> None:
     assert first == second == s.options["task_id"]
 
 
-def test_a_swarm_id_with_the_member_separator_is_refused(app: Celery) -> None:
-    # Given a swarm, when it is frozen with an id containing '~'
+def test_a_swarm_id_containing_the_member_separator_still_gives_unambiguous_member_ids(app: Celery) -> None:
+    # Given a swarm frozen with an id containing '~' (a nested swarm's id is its member id)
     s = _swarm(app)
+    sid = s.freeze("outer~3~deadbeef").id
 
-    # Then the id is refused: member ids would be ambiguous
-    with pytest.raises(MageflowError):
-        s.freeze("bad~id")
+    # Then its members' ids parse back to it, and the id itself is no member of a swarm "outer"
+    assert parse_member_task_id(member_task_id(sid, 5)) == MemberRef(sid, 5, FINAL_STEP)
+    assert parse_member_task_id(sid) is None
 
 
 # -- SwarmConfig validation --------------------------------------------------------------------------

@@ -271,3 +271,29 @@ def test_running_a_member_twice_raises_and_writes_nothing(mageflow_app: Celery, 
     # When it is run again, then MageflowError and nothing changed
     unchanged(MageflowError, member.delay)
     unchanged(MageflowError, lambda: member.apply_async(kwargs={"x": 3}))
+
+
+# -- one signature where a list is expected, callbacks and kwargs that cannot be encoded (D6, R5) -----------
+
+
+@pytest.mark.parametrize("field", ["tasks", "success_callbacks", "error_callbacks"])
+def test_one_signature_task_or_name_where_a_list_is_expected_raises_type_error(
+    field: str, mageflow_app: Celery, tasks: Tasks, unchanged: Any
+) -> None:
+    # Given one signature, one task and one task name passed where swarm() expects a list
+    for single in (tasks.square.s(2), tasks.square, "t.square"):
+        # Then swarm() raises TypeError saying so, and nothing is written
+        error = unchanged(TypeError, lambda single=single: swarm(app=mageflow_app, **{field: single}))
+        assert f"swarm({field}=...) takes a list" in str(error)
+
+
+def test_a_callback_or_bound_kwarg_the_serializer_cannot_encode_is_refused_at_swarm_and_add_writes_nothing(
+    mageflow_app: Celery, tasks: Tasks, unchanged: Any
+) -> None:
+    # Given callbacks and bound kwargs that the JSON serializer cannot encode
+    # Then swarm() refuses them at once, so no add_task can create state for a swarm that cannot start
+    unchanged(
+        NotSerializableError, lambda: swarm(tasks=[tasks.square.s(1)], success_callbacks=[tasks.collect.s(object())])
+    )
+    unchanged(NotSerializableError, lambda: swarm(tasks=[tasks.square.s(1)], error_callbacks=[tasks.collect.s({1j})]))
+    unchanged(NotSerializableError, lambda: swarm(tasks=[tasks.square.s(1)], app=mageflow_app, when=object()))

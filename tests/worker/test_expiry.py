@@ -11,7 +11,7 @@ import pytest
 import redis
 from celery import Celery, Task
 
-from mageflow_celery import SwarmConfig, swarm
+from mageflow_celery import SwarmConfig, SwarmResult, swarm
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
@@ -111,3 +111,27 @@ def test_a_late_report_to_an_expired_swarm_is_ignored_with_a_warning_and_creates
 
     # Then no key of the swarm was re-created
     assert state_keys(mageflow_redis, result.id) == []
+
+
+@pytest.mark.parametrize("expires", [0, None])
+def test_result_expires_0_or_none_keeps_a_finished_swarm_forever_as_celery_does(
+    expires: int | None, mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: redis.Redis
+) -> None:
+    # Given an app whose result_expires means "never expire" (0 or None, as in Celery)
+    mageflow_app.conf.result_expires = expires
+
+    @mageflow_app.task(name="t.one", shared=False)
+    def one() -> int:
+        return 1
+
+    mageflow_worker(concurrency=2)
+    result = swarm(tasks=[one.s()], is_swarm_closed=True, app=mageflow_app).apply_async()
+
+    # When it finished
+    assert result.get(timeout=20) == [1]
+    wait_for(lambda: mageflow_redis.hget(f"mageflow:swarm:{{{result.id}}}:meta", "fin") == b"done")
+
+    # Then none of its keys expires (TTL -1), and its result is still there to read
+    kept = ttls(mageflow_redis, result.id)
+    assert len(kept) >= 7 and set(kept.values()) == {-1}, kept
+    assert SwarmResult(result.id, app=mageflow_app).get(timeout=1) == [1]

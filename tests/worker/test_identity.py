@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
 from celery import Celery, Task, signature
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from mageflow_celery import Swarm, SwarmConfig, SwarmNotFoundError, SwarmResult, swarm
 from mageflow_celery.testing.plugin import WorkerFactory
@@ -159,3 +162,74 @@ def test_the_first_stateful_call_creates_the_swarm_under_its_frozen_id_and_nothi
     assert s.apply_async().id == result.id
     s.close_swarm()
     assert result.get(timeout=20) == ["a", "b"]
+
+
+# -- unknown ids, timeouts and delayed starts (D6, S10) -----------------------------------------------
+
+
+def test_get_on_an_unknown_or_expired_id_raises_swarm_not_found_at_once(
+    mageflow_app: Celery, mageflow_redis: redis.Redis
+) -> None:
+    # Given an id no swarm has, and a swarm whose keys expired
+    s = swarm(tasks=["t.never"], is_swarm_closed=True, app=mageflow_app)
+    s.freeze()
+    s.close_swarm()  # creates it
+    for key in mageflow_redis.scan_iter(match=f"mageflow:swarm:{{{s.id}}}:*"):
+        mageflow_redis.delete(key)
+
+    # Then get() on either raises SwarmNotFoundError instead of waiting (state reads PENDING, as Celery's)
+    for swarm_id in ("no-such-swarm", s.id):
+        result = SwarmResult(swarm_id, app=mageflow_app)
+        assert result.state == "PENDING"
+        with pytest.raises(SwarmNotFoundError):
+            result.get(timeout=60)
+
+
+def test_get_with_a_timeout_on_an_unfinished_swarm_raises_celerys_timeout_error(mageflow_app: Celery) -> None:
+    # Given a started swarm whose member no worker consumes
+    result = swarm(tasks=["t.never"], is_swarm_closed=True, app=mageflow_app).apply_async()
+
+    # Then get(timeout=...) raises celery.exceptions.TimeoutError once the timeout passed
+    with pytest.raises(CeleryTimeoutError):
+        result.get(timeout=0.3)
+
+
+def test_a_frozen_handle_of_a_swarm_not_created_yet_waits_for_it_as_a_later_chain_step_would(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: redis.Redis
+) -> None:
+    # Given the handle freeze() returns before the swarm exists (as for a swarm later in a chain)
+    run, _ = _tasks(mageflow_app, mageflow_redis)
+    mageflow_worker(concurrency=2)
+    s = swarm(tasks=[run.s("late")], is_swarm_closed=True, app=mageflow_app)
+    handle = s.freeze()
+    starter = threading.Timer(0.3, s.apply_async)
+
+    # When it is started a little later, then get() on the handle waited for it and returns its result
+    starter.start()
+    try:
+        assert handle.get(timeout=20) == ["late"]
+    finally:
+        starter.join()
+
+
+@pytest.mark.parametrize("when", ["countdown", "eta"])
+def test_a_swarm_applied_with_countdown_or_eta_is_created_now_and_starts_then(
+    when: str, mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: redis.Redis
+) -> None:
+    # Given a swarm applied with a countdown (or an eta) of 1.5 s and a run kwarg
+    @mageflow_app.task(name="t.tagged", shared=False)
+    def tagged(label: str, tag: str = "") -> str:
+        return f"{label}:{tag}"
+
+    mageflow_worker(concurrency=2)
+    s = swarm(tasks=[tagged.s("x")], is_swarm_closed=True, app=mageflow_app)
+    delay = {"countdown": 1.5} if when == "countdown" else {"eta": datetime.now(timezone.utc) + timedelta(seconds=1.5)}
+    result = s.apply_async(kwargs={"tag": "t"}, **delay)
+
+    # Then it exists at once, pending: nothing runs before the start
+    assert result.progress().state == "pending"
+    # And it starts after the delay (its recorded start is 1.5 s after its creation, on the Redis clock)
+    # and finishes with its run kwargs applied
+    assert result.get(timeout=20) == ["x:t"]
+    meta = mageflow_redis.hmget(f"mageflow:swarm:{{{result.id}}}:meta", ["created_at", "started_at"])
+    assert float(meta[1]) - float(meta[0]) >= 1.4
