@@ -328,13 +328,19 @@ def _is_cluster(client: redis.Redis, target: RedisTarget) -> bool:
         return bool(client.info("cluster").get("cluster_enabled") == 1)
     except redis.RedisError as exc:
         client.close()
+        if isinstance(exc, redis.ResponseError) and "not allowed in cluster mode" in str(exc):
+            raise _cluster_db_error(target) from exc  # the SELECT of a db other than 0 was refused
         raise _unreachable(target, exc) from exc
+
+
+def _cluster_db_error(target: RedisTarget) -> MageflowError:
+    return MageflowError(f"{target.where!r} is a Redis Cluster node: a cluster has database 0 only")
 
 
 def _cluster_client(target: RedisTarget) -> redis.Redis:
     kwargs = dict(target.kwargs)
     if kwargs.pop("db", 0) != 0:
-        raise MageflowError(f"{target.where!r} is a Redis Cluster node: a cluster has database 0 only")
+        raise _cluster_db_error(target)
     if "unix_socket_path" in kwargs:
         raise MageflowError(f"{target.where!r} is a Redis Cluster node: connect to a cluster over TCP")
     try:
