@@ -76,8 +76,23 @@ class MageflowSettings(BaseModel):
     __str__ = __repr__
 
 
+#: URL schemes of a Redis server (or of the Sentinels in front of one), as Celery and redis-py spell them.
+REDIS_URL_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "unix", "sentinel"})
+#: Separator between the servers of a ``sentinel://`` URL, as in Celery: ``sentinel://h1:26379;sentinel://h2:26379``.
+SENTINEL_URL_SEPARATOR = ";"
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
+    """``url`` with every password replaced by ``***`` (each server of a ``sentinel://a;sentinel://b`` URL too).
+
+    Example:
+        >>> redact_url("redis://user:secret@localhost:6379/0")
+        'redis://user:***@localhost:6379/0'
+    """
+    return SENTINEL_URL_SEPARATOR.join(_redact_one(part) for part in url.split(SENTINEL_URL_SEPARATOR))
+
+
+def _redact_one(url: str) -> str:
     parts = urlsplit(url)
     if not parts.password:
         return url
@@ -86,7 +101,7 @@ def redact_url(url: str) -> str:
 
 
 def _is_redis_url(url: Any) -> bool:
-    return isinstance(url, str) and url.split("://", 1)[0] in {"redis", "rediss", "redis+socket", "unix"}
+    return isinstance(url, str) and url.split("://", 1)[0] in REDIS_URL_SCHEMES
 
 
 def resolve_redis_url(conf: Mapping[str, Any], explicit: str | None) -> str | None:
@@ -100,6 +115,29 @@ def resolve_redis_url(conf: Mapping[str, Any], explicit: str | None) -> str | No
         if _is_redis_url(value):
             return str(value)
     return None
+
+
+def resolve_transport_options(conf: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """Transport options for the state Redis at ``url`` (``master_name`` of a ``sentinel://`` URL ...).
+
+    ``mageflow_redis_transport_options`` when set; else Celery's ``result_backend_transport_options``
+    when ``url`` is the result backend, or ``broker_transport_options`` when it is the broker.
+
+    Example:
+        >>> conf = {"result_backend": "sentinel://s1:26379", "result_backend_transport_options": {"master_name": "m"}}
+        >>> resolve_transport_options(conf, "sentinel://s1:26379")
+        {'master_name': 'm'}
+    """
+    explicit = conf.get("mageflow_redis_transport_options")
+    if explicit:
+        return dict(explicit)
+    for url_key, options_key in (
+        ("result_backend", "result_backend_transport_options"),
+        ("broker_url", "broker_transport_options"),
+    ):
+        if conf.get(url_key) == url:
+            return dict(conf.get(options_key) or {})
+    return {}
 
 
 def result_ttl_default(conf: Mapping[str, Any]) -> int:

@@ -15,6 +15,8 @@ from celery import Celery
 
 from ..client.result import SwarmResult
 from ._redis import RedisCluster, RedisServer, find_free_port
+from ._redis_sentinel import RedisSentinel
+from ._redis_tls import RedisTLSServer, TLSFiles
 
 __all__ = [
     # waiting
@@ -25,7 +27,10 @@ __all__ = [
     "redis_snapshot",
     # throwaway Redis
     "RedisCluster",
+    "RedisSentinel",
     "RedisServer",
+    "RedisTLSServer",
+    "TLSFiles",
     "find_free_port",
 ]
 

@@ -1,8 +1,14 @@
 """Start and stop throwaway ``redis-server`` processes on free loopback ports, for tests.
 
 Only the standard library and redis-py are used, so this works anywhere the ``redis-server`` (and,
-for :class:`RedisCluster`, ``redis-cli``) binaries are installed. Nothing is persisted: each server
+for :class:`RedisCluster`, ``redis-cli``) binaries are installed; :class:`RedisTLSServer` also needs
+the ``trustme`` package (test dependency) to make its certificates. Nothing is persisted: each server
 runs with ``--save "" --appendonly no`` in its own temporary directory, removed on :meth:`stop`.
+
+- :class:`RedisServer`: one server (``add_acl_user`` creates an ACL user on it);
+- :class:`RedisTLSServer`: one server that speaks TLS only, with a CA made at start;
+- :class:`RedisSentinel`: a master, optional replicas, and one Sentinel monitoring them;
+- :class:`RedisCluster`: a cluster of three or more masters.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -68,10 +76,10 @@ def _require_binary(name: str) -> str:
     return path
 
 
-def _probe_client(port: int) -> redis.Redis:
+def _probe_client(port: int, **kwargs: Any) -> redis.Redis:
     """A client for polling: short timeouts and no retries (redis-py retries refused connections for seconds)."""
     return redis.Redis(
-        host=LOOPBACK, port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        host=LOOPBACK, port=port, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0), **kwargs
     )
 
 
@@ -177,6 +185,29 @@ class RedisServer:
         """Return a new client on :attr:`url`; the caller closes it."""
         return redis.Redis.from_url(self.url)
 
+    def add_acl_user(self, name: str, password: str, rules: Sequence[str] = ("~*", "&*", "+@all")) -> str:
+        """Create (or reset) the ACL user ``name`` with ``password`` and return its URL.
+
+        Args:
+            name: The user name.
+            password: Its password.
+            rules: ACL rules besides ``on`` and the password (default: every key, channel and command).
+
+        Returns:
+            ``redis://<name>:<password>@127.0.0.1:<port>/0``, both percent-encoded.
+
+        Example:
+            >>> url = server.add_acl_user("worker", "s3cret")  # doctest: +SKIP
+            >>> redis.Redis.from_url(url).acl_whoami()  # doctest: +SKIP
+            'worker'
+        """
+        client = self._probe()
+        try:
+            client.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}", *rules)  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        return f"redis://{quote(name, safe='')}:{quote(password, safe='')}@{LOOPBACK}:{self.port}/0"
+
     def __enter__(self) -> RedisServer:
         return self.start()
 
@@ -223,13 +254,17 @@ class RedisServer:
         if self._process is None or self._process.poll() is not None:
             code = None if self._process is None else self._process.returncode
             raise RuntimeError(f"{self.executable} exited with code {code} on port {self.port}:\n{self._log_tail()}")
-        client = _probe_client(self.port)
+        client = self._probe()
         try:
             return bool(client.ping())
         except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
             return False
         finally:
             client.close()
+
+    def _probe(self) -> redis.Redis:
+        """A client for polling this server (short timeouts, no retries)."""
+        return _probe_client(self.port)
 
     def _log_tail(self, max_chars: int = 2000) -> str:
         if self.dir is None:

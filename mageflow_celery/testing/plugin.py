@@ -145,6 +145,8 @@ def mageflow_celery_config(mageflow_redis_url: str, request: pytest.FixtureReque
         "accept_content": ["json"],
         "broker_transport_options": {"visibility_timeout": 3600},
         "worker_hijack_root_logger": False,
+        # Celery 5.4-5.6 warn (CPendingDeprecationWarning) at each worker start when this is unset
+        "broker_connection_retry_on_startup": True,
         "result_expires": 3600,
     }
     config.update(_marker_overrides(request))

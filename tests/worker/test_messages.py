@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import celery
 import pytest
 from celery import Celery, Task, chain
 from pydantic import BaseModel
@@ -151,6 +152,7 @@ class Job(BaseModel):
     name: str
 
 
+@pytest.mark.skipif(celery.VERSION < (5, 5), reason="@app.task(pydantic=True) exists from Celery 5.5 on")
 def test_a_celery_pydantic_member_gets_the_swarm_kwargs_merged_into_its_model(
     mageflow_app: Celery, mageflow_worker: WorkerFactory
 ) -> None:
