@@ -18,11 +18,12 @@ from typing import Any
 
 from celery import Celery
 
-from ..config import MageflowSettings, redact_url, resolve_redis_url
+from ..config import MageflowSettings, redact_url, resolve_redis_url, resolve_transport_options
 from ..errors import MageflowError
 from ..keys import DEFAULT_PREFIX
 from ..state.codec import Codec
-from ..state.store import SwarmStore, connect
+from ..state.connect import connect
+from ..state.store import SwarmStore
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -48,7 +49,9 @@ class Runtime:
         if self._store is None:
             with self._lock:
                 if self._store is None:
-                    self._store = SwarmStore(connect(self.settings.redis_url), self.settings.key_prefix)
+                    url = self.settings.redis_url
+                    client = connect(url, resolve_transport_options(self.app.conf, url))
+                    self._store = SwarmStore(client, self.settings.key_prefix)
         return self._store
 
     @property

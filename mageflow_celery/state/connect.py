@@ -136,9 +136,12 @@ def connect(url: str, transport_options: Mapping[str, Any] | None = None) -> red
     """
     target = parse_url(url, transport_options)
     _check_tls_files(target)
-    if target.sentinels:
-        return _sentinel_client(target)
-    client = redis.Redis(**target.kwargs)
+    try:
+        if target.sentinels:
+            return _sentinel_client(target)
+        client = redis.Redis(**target.kwargs)
+    except TypeError as exc:  # a query parameter redis-py does not know
+        raise MageflowError(f"invalid state Redis URL {redact_url(url)!r}: {exc}") from None
     if _is_cluster(client, target):
         client.close()
         return _cluster_client(target)
@@ -251,12 +254,12 @@ def _cert_reqs(value: str) -> ssl.VerifyMode:
 
 
 def _query_kwargs(query: Mapping[str, str], url: str) -> dict[str, Any]:
-    """redis-py's own query parameters (``socket_timeout`` ...), converted; any other name is an error."""
+    """Query parameters as redis-py's ``from_url`` takes them: its typed ones (``socket_timeout`` ...)
+    converted, any other (``client_name`` ...) passed on as a string (redis-py refuses unknown names when
+    the client is built)."""
     kwargs: dict[str, Any] = {}
     for key, value in query.items():
-        parser = _REDIS_PY_QUERY_PARAMS.get(key)
-        if parser is None:
-            raise MageflowError(f"unknown query parameter {key!r} in the Redis URL {redact_url(url)!r}")
+        parser = _REDIS_PY_QUERY_PARAMS.get(key, str)
         try:
             kwargs[key] = parser(value)
         except (TypeError, ValueError):

@@ -79,19 +79,6 @@ def _transition(reply: Sequence[Any]) -> Transition:
     return Transition(status, fin, admitted, ctx, revoke, extra)
 
 
-def connect(url: str) -> redis.Redis:
-    """A client for ``url``; a Redis Cluster node URL gives a cluster client."""
-    client = redis.Redis.from_url(url)
-    try:
-        cluster = client.info("cluster").get("cluster_enabled") == 1
-    except redis.RedisError as exc:
-        raise StateStoreError(f"cannot reach the state Redis: {exc}") from exc
-    if cluster:
-        client.close()
-        return redis.cluster.RedisCluster.from_url(url)  # type: ignore[return-value]
-    return client
-
-
 class SwarmStore:
     """Typed access to the swarm state of one Redis (standalone or Cluster) under one key prefix."""
 

@@ -49,6 +49,7 @@ from ..engine.summary import error_record
 from ..errors import MageflowError
 from ..keys import member_task_id
 from ..state.store import Expired, Reaped
+from .checks import warn_tasks_ignoring_results
 from .parts import existing_leases
 
 logger = logging.getLogger("mageflow_celery")
@@ -295,7 +296,10 @@ class ReaperStep(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         rt = installed_runtime(parent.app)
-        if rt is None or not parent.app.conf.get("mageflow_reaper", True):
+        if rt is None:
+            return
+        warn_tasks_ignoring_results(parent.app)
+        if not parent.app.conf.get("mageflow_reaper", True):
             return
         interval = float(parent.app.conf.get("mageflow_reaper_interval_s") or DEFAULT_INTERVAL_S)
         rt.store  # noqa: B018 - connect in this thread, not in the reaper's

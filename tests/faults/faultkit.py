@@ -51,12 +51,19 @@ class Faults:
         return build(self.broker, self.redis_url, self.state, self.redis_url, conf)
 
     def worker(
-        self, name: str, pool: str = "prefork", concurrency: int = 2, state: str = "", queues: str = "", **conf: Any
+        self,
+        name: str,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        state: str = "",
+        queues: str = "",
+        installed: bool = True,
+        **conf: Any,
     ) -> subprocess.Popen[bytes]:
         """Start ``celery -A faults_app worker`` in its own process group; return once it consumes.
 
         ``state`` overrides the state Redis URL of this worker; ``queues`` (``-Q``) the queues it consumes;
-        ``conf`` are extra Celery settings.
+        ``installed=False`` starts it without ``install(app)``; ``conf`` are extra Celery settings.
         """
         env = {
             **os.environ,
@@ -66,6 +73,7 @@ class Faults:
             "MAGEFLOW_FAULTS_STATE": state or self.state,
             "MAGEFLOW_FAULTS_PROBE": self.redis_url,
             "MAGEFLOW_FAULTS_CONF": json.dumps(conf),
+            "MAGEFLOW_FAULTS_NO_INSTALL": "" if installed else "1",
         }
         command = [sys.executable, "-m", "celery", "-A", "faults_app", "worker", "-P", pool, "-c", str(concurrency)]
         command += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]

@@ -48,8 +48,11 @@ def _probe_client(app: Celery) -> redis.Redis:
     return client
 
 
-def build(broker: str, backend: str, state: str, probe: str, conf: dict[str, Any] | None = None) -> Celery:
-    """The app, with mageflow installed on ``state`` and the test tasks registered."""
+def build(
+    broker: str, backend: str, state: str, probe: str, conf: dict[str, Any] | None = None, installed: bool = True
+) -> Celery:
+    """The app, with mageflow installed on ``state`` (unless ``installed`` is false: a worker whose project
+    forgot ``install(app)``) and the test tasks registered."""
     app = Celery("faults", set_as_current=False)
     app.conf.update(
         broker_url=broker,
@@ -64,7 +67,8 @@ def build(broker: str, backend: str, state: str, probe: str, conf: dict[str, Any
         mageflow_reaper_interval_s=0.5,
     )
     app.conf.update(conf or {})
-    install(app, redis_url=state)
+    if installed:
+        install(app, redis_url=state)
     _register(app)
     return app
 
@@ -184,7 +188,7 @@ def _from_env() -> Celery | None:
         return None
     conf = json.loads(env.get(ENV_PREFIX + "CONF") or "{}")
     urls = [env[ENV_PREFIX + name] for name in ("BROKER", "BACKEND", "STATE", "PROBE")]
-    return build(*urls, conf)
+    return build(*urls, conf, installed=env.get(ENV_PREFIX + "NO_INSTALL") != "1")
 
 
 app = _from_env()

@@ -115,9 +115,14 @@ def test_redis_py_query_parameters_are_converted() -> None:
     assert kwargs["health_check_interval"] == 10
 
 
-def test_an_unknown_query_parameter_is_an_error_without_the_password() -> None:
-    with pytest.raises(MageflowError, match="unknown query parameter 'colour'") as info:
-        parse_url("redis://u:hunter2@h/0?colour=blue")
+def test_other_query_parameters_pass_on_as_strings_as_redis_py_does() -> None:
+    # client_name is not one of redis-py's typed parameters, yet its from_url accepts it
+    assert parse_url("redis://h/0?client_name=mageflow-state").kwargs["client_name"] == "mageflow-state"
+
+
+def test_a_query_parameter_redis_py_refuses_is_an_error_without_the_password() -> None:
+    with pytest.raises(MageflowError, match="colour") as info:
+        connect("redis://u:hunter2@127.0.0.1:1/0?colour=blue")
 
     assert "hunter2" not in str(info.value)
 
