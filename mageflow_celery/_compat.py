@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import celery
 import celery.canvas
 import celery.result
 import kombu.serialization
@@ -39,3 +40,9 @@ def known_app(sig: Signature[Any]) -> Any:
 def from_dict(cls: type[Any], d: dict[str, Any], app: Any = None) -> Any:
     """Instantiate a Signature subclass from its dict form (the stubs only accept task names)."""
     return cls(d, app=app)
+
+
+def this_app() -> Any:
+    """The current app as an object, resolved now in the calling thread (``current_app`` is a proxy that
+    a later call from another thread, e.g. ``asyncio.to_thread``, would resolve to that thread's app)."""
+    return celery.current_app._get_current_object()  # type: ignore[attr-defined]

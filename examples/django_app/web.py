@@ -48,11 +48,11 @@ def start_swarm(request: HttpRequest) -> JsonResponse:
         task_name=f"welcome:{body['cohort']}",
         app=celery_app,
     )
-    swarm_id = welcome.freeze().id  # the id exists now (no I/O); the swarm starts on commit
     with transaction.atomic():
-        # Save the rows the workers will read here (e.g. the users, the cohort with swarm_id); the swarm
-        # starts only if this transaction commits, so no member can run before its data is visible.
-        transaction.on_commit(lambda: welcome.apply_async(kwargs={"template": "welcome-v2"}))
+        # Save the rows the workers will read here (e.g. the users, the cohort with the swarm id); the swarm
+        # starts only if this transaction commits, so no member can run before its data is visible. The id
+        # is known at once (no I/O).
+        swarm_id = welcome.apply_async_on_commit(kwargs={"template": "welcome-v2"}).id
     return JsonResponse({"swarm_id": swarm_id}, status=202)
 
 

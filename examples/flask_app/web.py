@@ -19,8 +19,15 @@ web = Flask(__name__)
 
 @web.post("/swarms")
 def start_swarm() -> tuple[dict[str, str], int]:
-    """Body: ``{"album": "...", "images": ["a.jpg", ...], "size": 128}``."""
-    body = request.get_json(force=True)
+    """Body: ``{"album": "...", "images": ["a.jpg", ...], "size": 128}``; 400 when it is not that."""
+    body = request.get_json(force=True, silent=True)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("album"), str)
+        or not isinstance(body.get("images"), list)
+        or not all(isinstance(image, str) for image in body["images"])
+    ):
+        abort(400, description='expected {"album": "...", "images": ["a.jpg", ...], "size": 128}')
     thumbnails = swarm(
         tasks=[make_thumbnail.s(image) for image in body["images"]],
         success_callbacks=[publish_gallery.s(album=body["album"])],

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from celery import Celery, current_app
+from celery import Celery
 
+from .._compat import this_app
 from .canvas import Swarm
 from .canvas import swarm as _swarm
 from .membership import SwarmMember
@@ -105,7 +106,7 @@ async def swarm(*args: Any, **kwargs: Any) -> AioSwarm:
 
 async def sign(task: Any, app: Celery | None = None, **kwargs: Any) -> MageflowSignature:
     """``await mageflow.sign("process-file", file_path="a.txt")``: a signature with bound kwargs."""
-    return _sign(app or current_app, task, **kwargs)
+    return _sign(app or this_app(), task, **kwargs)
 
 
 class AioClient:

@@ -9,12 +9,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from celery import Celery, Task, current_app, states
+from celery import Celery, Task, states
 from celery.canvas import Signature, signature
 from celery.result import EagerResult
 from pydantic import BaseModel
 
-from .._compat import from_dict, known_app, merge
+from .._compat import from_dict, known_app, merge, this_app
 from ..config import SwarmConfig, result_ttl_default
 from ..eager import inline_members, inline_wanted
 from ..engine.members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
@@ -108,7 +108,7 @@ def swarm(
     tasks = _as_list(tasks, "tasks")
     success_callbacks = _as_list(success_callbacks, "success_callbacks")
     error_callbacks = _as_list(error_callbacks, "error_callbacks")
-    the_app = app or _app_of([*tasks, *success_callbacks, *error_callbacks]) or current_app
+    the_app = app or _app_of([*tasks, *success_callbacks, *error_callbacks]) or this_app()
     cfg = config if isinstance(config, SwarmConfig) else SwarmConfig(**dict(config or {}))
     strict = _strict(the_app)
     members = [to_signature(t, the_app, "member", strict) for t in tasks]

@@ -228,7 +228,7 @@ def _show_lines(ctx: click.Context, info: Mapping[str, Any]) -> list[str]:
         f"started:   {_when(info['started_at'])}",
         f"finished:  {_when(info['finished_at'])}",
     ]
-    lines += [f"note:      {note}" for note in _notes(info)]
+    lines += [f"note:      {note}" for note in _notes(info, _command(ctx))]
     failed = info["failed_members"]
     if failed:
         more = " (more failed; only the first ones are kept)" if info["failed_members_truncated"] else ""
@@ -241,7 +241,13 @@ def _show_lines(ctx: click.Context, info: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _notes(info: Mapping[str, Any]) -> list[str]:
+def _command(ctx: click.Context) -> str:
+    """How to call this command again: ``celery -A <app> swarm``."""
+    main = getattr(_app(ctx), "main", None)
+    return f"celery -A {main} swarm" if main and main != "__main__" else "celery -A <your app> swarm"
+
+
+def _notes(info: Mapping[str, Any], command: str) -> list[str]:
     """Why an unfinished swarm is not progressing, when it is waiting on the user."""
     state, sid = info["state"], info["swarm_id"]
     if state in FINISHED_STATES:
@@ -250,11 +256,11 @@ def _notes(info: Mapping[str, Any]) -> list[str]:
     if state == "pending":
         notes.append("not started yet: its members are admitted once the swarm is applied")
     if info["paused"]:
-        notes.append(f"paused: no member starts until it is resumed (celery swarm resume {sid})")
+        notes.append(f"paused: no member starts until it is resumed ({command} resume {sid})")
     if info["registered"]:
         notes.append(f"{info['registered']} member(s) added but never run: the swarm cannot finish until they are")
     elif not info["closed"] and state != "pending" and info["done"] == info["total"]:
-        notes.append(f"every member finished; the swarm is open: close it to finish (celery swarm close {sid})")
+        notes.append(f"every member finished; the swarm is open: close it to finish ({command} close {sid})")
     return notes
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from mageflow_celery import Mageflow, MageflowError, ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult
 from mageflow_celery import aio as mageflow
 from mageflow_celery.testing import wait_for
-from mageflow_celery.testing.plugin import WorkerFactory
+from mageflow_celery.testing.plugin import WorkerFactory, _restoring_current_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -191,3 +191,30 @@ def test_an_mf_task_whose_model_annotation_cannot_be_resolved_raises_at_decorati
             return None
 
     assert "unresolvable" not in mageflow_app.tasks
+
+
+def test_aio_sign_and_swarm_take_the_callers_current_app_not_a_worker_threads(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory
+) -> None:
+    # Given the test's app as the current app of this thread only (a worker thread would see Celery's default)
+    mf = Mageflow(mageflow_app)
+
+    @mf.task(name="aio-echo")
+    def echo(msg: FileMessage) -> str:
+        return msg.file_path
+
+    mageflow_worker(concurrency=2)
+
+    async def flow() -> Any:
+        sig = await mageflow.sign("aio-echo", file_path="p")
+        s = await mageflow.swarm(tasks=[sig], is_swarm_closed=True)
+        return sig.app, s.signature.app, await (await s.aio_run_no_wait()).get(timeout=20)
+
+    with _restoring_current_app():
+        mageflow_app.set_current()
+        # When the aio calls build a signature and a swarm without app=
+        sig_app, swarm_app, results = asyncio.run(flow())
+
+    # Then both are bound to the caller's current app, and the swarm runs on it
+    assert sig_app is mageflow_app and swarm_app is mageflow_app
+    assert results == ["p"]

@@ -158,6 +158,30 @@ def test_show_prints_details_and_failed_members_with_their_error(ops: Ops, magef
     assert res.get(timeout=20) == [0, 20]
 
 
+def test_show_hints_name_the_app_and_a_member_failing_after_a_cancel_is_listed_not_said_to_be_cut(
+    ops: Ops, mageflow_worker: WorkerFactory
+) -> None:
+    # Given a paused swarm, and a cancelled one whose running member fails after the cancel
+    mageflow_worker(concurrency=2)
+    paused = _started_swarm(ops, n=1, limit=1)
+    paused.pause()
+    cancelled = swarm(tasks=[ops.gated.s(7, fail=True)], is_swarm_closed=True, app=ops.app).apply_async()
+    ops.wait_started(7)
+    cancelled.cancel()
+    ops.open(7)
+    wait_for(lambda: cancelled.progress().running == 0, message="member 7 to end")
+
+    # When shown, then the hint is a command that works as printed (with -A <app>)
+    lines = run(ops.app, ["show", paused.id]).stdout.splitlines()
+    hint = f"(celery -A {ops.app.main} swarm resume {paused.id})"
+    assert f"note:      paused: no member starts until it is resumed {hint}" in lines
+    # And the member that failed is listed with its error, and nothing is said to be cut
+    lines = run(ops.app, ["show", cancelled.id]).stdout.splitlines()
+    assert lines[-2] == "failed members (1 of 1):"
+    assert lines[-1] == f"  #0  {member_task_id(cancelled.id, 0)}  ValueError: member 7 failed on purpose"
+    ops.open_all()
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -28,7 +28,7 @@ for i = 2, #ARGV, 3 do
       incr(m, 'cancelled', 1)
     else
       incr(m, 'failed', 1)
-      if not was_finished and m.nerr < m.max_err then
+      if m.nerr < m.max_err then
         redis.call('HSET', K_ERRORS, idx, payload)
         incr(m, 'nerr', 1)
       end
