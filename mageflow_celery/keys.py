@@ -16,6 +16,12 @@ key                           type   content
 ``<p>:swarm:{<id>}:results``  hash   member index -> encoded result of a succeeded member
 ``<p>:swarm:{<id>}:errors``   hash   member index -> JSON {task_id, index, type, message} of a failed
                                      member (at most ``summary_max_failures`` of them)
+``<p>:swarm:{<id>}:succeeded`` zset  index -> index of every member that succeeded (``failed``,
+``<p>:swarm:{<id>}:failed``         ``cancelled`` likewise): members(state=...) pages through them
+``<p>:swarm:{<id>}:cancelled``
+``<p>:swarm:{<id>}:registered`` zset index -> index of members added with ``add_task`` and not run yet
+                                     (the initial members are registered while the swarm is pending)
+``<p>:swarm:{<id>}:children`` set    ids of the nested swarms started as members of this swarm
 ``<p>:swarm:{<id>}:owners``   hash   member index -> ``epoch|step|token|flags|t0`` of a member holding a
                                      token: the publish epoch, the step that holds it (or may take it),
                                      the receiving delivery's lease token (empty while dispatched),
@@ -102,9 +108,35 @@ class SwarmKeys:
     def owners(self) -> str:
         return f"{self._base}:owners"
 
+    def finished(self, state: str) -> str:
+        """Zset of the members that ended in ``state`` (``succeeded``, ``failed``, ``cancelled``), by index."""
+        return f"{self._base}:{state}"
+
+    @property
+    def registered(self) -> str:
+        return f"{self._base}:registered"
+
+    @property
+    def children(self) -> str:
+        return f"{self._base}:children"
+
     def all(self) -> list[str]:
         """All keys of the swarm, in the order every script receives them in ``KEYS``."""
-        return [self.meta, self.members, self.queue, self.mstate, self.tokens, self.results, self.errors, self.owners]
+        return [
+            self.meta,
+            self.members,
+            self.queue,
+            self.mstate,
+            self.tokens,
+            self.results,
+            self.errors,
+            self.owners,
+            self.finished("succeeded"),
+            self.finished("failed"),
+            self.finished("cancelled"),
+            self.registered,
+            self.children,
+        ]
 
 
 def index_key(prefix: str) -> str:

@@ -9,61 +9,33 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from celery import Celery, Task, states
+from celery import Celery, states
 from celery.canvas import Signature, signature
 from celery.result import EagerResult
 from pydantic import BaseModel
 
-from .._compat import from_dict, known_app, merge, this_app
+from .._compat import from_dict, merge, this_app
 from ..config import SwarmConfig, result_ttl_default
 from ..eager import inline_members, inline_wanted
-from ..engine.members import MEMBER_DEFAULT_OPTIONS, plain, to_signature
-from ..engine.runtime import Runtime, installed_runtime, runtime_for
-from ..errors import (
-    MageflowError,
-    SwarmCancelledError,
-    SwarmClosedError,
-    SwarmFailedError,
-    SwarmNotFoundError,
-    TooManyTasksError,
-)
-from ..signals import swarm_closed, swarm_started
+from ..engine.finalize import NESTED
+from ..engine.members import MEMBER_DEFAULT_OPTIONS
+from ..engine.runtime import Runtime, runtime_for
+from ..errors import MageflowError, SwarmCancelledError, SwarmFailedError, SwarmNotFoundError, TooManyTasksError
+from ..keys import parse_member_task_id
+from ..signals import swarm_started
 from ..state.codec import Codec
+from .adding import MembersMixin
+from .definition import DEF_KEY, SCHEMA_VERSION, START_KEY, SWARM_TASK, app_of, as_list, build_definition
 from .drive import advance
-from .membership import SwarmMember, adopt, check_status
 from .messages import as_kwargs
+from .nesting import Parent, join_parent, task_scoped_id
 from .oncommit import OnCommitMixin, on_commit
 from .result import SwarmResult
 
 logger = logging.getLogger("mageflow_celery")
 
-#: The one reserved kwarg under which a swarm's definition travels.
-DEF_KEY = "__mageflow_swarm__"
-#: Version of the definition's schema.
-SCHEMA_VERSION = 1
-#: Registered task that starts a swarm from a plain message (beat, ``send_task``, countdown/eta).
-SWARM_TASK = "mageflow.swarm"
-#: Reserved kwarg of ``mageflow.swarm`` saying which created swarm to start, and how (countdown/eta).
-START_KEY = "__mageflow_start__"
 #: Canvas options carried by the swarm's result task.
 _CARRIED = ("chain", "chord", "group_id", "group_index", "link", "link_error")
-
-
-def _strict(app: Celery) -> bool:
-    rt = installed_runtime(app)
-    return bool(rt and rt.settings.strict_task_names)
-
-
-def _app_of(items: Iterable[Any]) -> Celery | None:
-    """The app of the first member or callback that knows its app (a task, or a signature of one)."""
-    for item in items:
-        if isinstance(item, Task):
-            return item.app
-        if isinstance(item, Signature):
-            app = known_app(item)
-            if app is not None:
-                return app  # type: ignore[no-any-return]
-    return None
 
 
 def swarm(
@@ -105,24 +77,14 @@ def swarm(
         ...           config=SwarmConfig(max_concurrency=5), is_swarm_closed=True)
         >>> s.apply_async(kwargs={"batch": 7}).get()
     """
-    tasks = _as_list(tasks, "tasks")
-    success_callbacks = _as_list(success_callbacks, "success_callbacks")
-    error_callbacks = _as_list(error_callbacks, "error_callbacks")
-    the_app = app or _app_of([*tasks, *success_callbacks, *error_callbacks]) or this_app()
+    tasks = as_list(tasks, "tasks")
+    success_callbacks = as_list(success_callbacks, "success_callbacks")
+    error_callbacks = as_list(error_callbacks, "error_callbacks")
+    the_app = app or app_of([*tasks, *success_callbacks, *error_callbacks]) or this_app()
     cfg = config if isinstance(config, SwarmConfig) else SwarmConfig(**dict(config or {}))
-    strict = _strict(the_app)
-    members = [to_signature(t, the_app, "member", strict) for t in tasks]
-    if cfg.max_task_allowed is not None and len(members) > cfg.max_task_allowed:
-        raise TooManyTasksError(f"{len(members)} tasks given, max_task_allowed is {cfg.max_task_allowed}")
-    definition = {
-        "v": SCHEMA_VERSION,
-        "tasks": [plain(m) for m in members],
-        "success_callbacks": [plain(to_signature(c, the_app, "success callback", strict)) for c in success_callbacks],
-        "error_callbacks": [plain(to_signature(c, the_app, "error callback", strict)) for c in error_callbacks],
-        "config": cfg.model_dump(mode="json"),
-        "closed": bool(is_swarm_closed),
-        "name": task_name,
-    }
+    if cfg.max_task_allowed is not None and len(tasks) > cfg.max_task_allowed:
+        raise TooManyTasksError(f"{len(tasks)} tasks given, max_task_allowed is {cfg.max_task_allowed}")
+    definition = build_definition(tasks, success_callbacks, error_callbacks, cfg, is_swarm_closed, task_name, the_app)
     all_kwargs = {**as_kwargs(kwargs), **bound_kwargs}
     s = Swarm(
         SWARM_TASK,
@@ -133,23 +95,12 @@ def swarm(
         immutable=immutable,
         app=the_app,
     )
-    s._member_blobs(the_app)  # validates that members encode with the app's serializer
-    codec = Codec(the_app.conf.task_serializer)
-    codec.dumps([definition["success_callbacks"], definition["error_callbacks"]], "swarm callbacks")
-    codec.dumps(all_kwargs, "swarm kwargs")
+    s._validate(the_app)
     return s
 
 
-def _as_list(items: Iterable[Any], what: str) -> list[Any]:
-    """``items`` as a list; one signature, task or name where a list is expected is a mistake (D6)."""
-    kind = "signature" if isinstance(items, Mapping) else "task name" if isinstance(items, str) else "task"
-    if isinstance(items, (Mapping, str, Task)):
-        raise TypeError(f"swarm({what}=...) takes a list, not a single {kind}: pass [{kind}]")
-    return list(items)
-
-
 @Signature.register_type(name="swarm")
-class Swarm(OnCommitMixin, Signature):
+class Swarm(MembersMixin, OnCommitMixin, Signature):
     """A group of tasks run with a concurrency limit, growable until closed, with callbacks.
 
     Build it with :func:`swarm`. It is a Celery signature: JSON round-trips, works in chains, groups,
@@ -213,7 +164,13 @@ class Swarm(OnCommitMixin, Signature):
         parent_id: str | None = None,
         group_index: int | None = None,
     ) -> SwarmResult:
-        """Assign the swarm id (no I/O), like :meth:`celery.canvas.Signature.freeze`."""
+        """Assign the swarm id (no I/O), like :meth:`celery.canvas.Signature.freeze`.
+
+        Inside an executing task, a swarm without an id gets one derived from the task's id and the order
+        of creation (N5): a retried or redelivered task finds the swarms it created before.
+        """
+        if _id is None and not self.options.get("task_id"):
+            _id = task_scoped_id()
         super().freeze(_id, group_id, chord, root_id, parent_id, group_index)
         return SwarmResult(self.swarm_id, app=self.app, created_later=True)
 
@@ -237,7 +194,7 @@ class Swarm(OnCommitMixin, Signature):
             self._blobs = [codec.dumps(t, f"swarm member {i}") for i, t in enumerate(self.definition["tasks"])]
         return self._blobs
 
-    def _meta(self, rt: Runtime) -> dict[str, Any]:
+    def _meta(self, rt: Runtime, parent: Parent | None = None) -> dict[str, Any]:
         cfg = self.config
         n = len(self.definition["tasks"])
         closed = self.definition["closed"] or (cfg.max_task_allowed is not None and n >= cfg.max_task_allowed)
@@ -246,7 +203,8 @@ class Swarm(OnCommitMixin, Signature):
             "name": self.swarm_name or "",
             "state": "pending",
             "closed": int(closed),
-            "paused": 0,
+            "paused": int(bool(parent and parent.paused)),
+            "parent": parent.ref.swarm_id if parent else "",
             "limit": cfg.max_concurrency,
             "stop_after": cfg.stop_after_n_failures or 0,
             "max_tasks": cfg.max_task_allowed or 0,
@@ -265,15 +223,23 @@ class Swarm(OnCommitMixin, Signature):
             "results_mode": cfg.results,
         }
 
-    def _ensure_created(self) -> tuple[Runtime, str]:
+    def _ensure_created(self, parent: Parent | None = None) -> tuple[Runtime, str]:
         """Freeze if needed and create the state (create-if-absent); returns the runtime and the id."""
         rt = runtime_for(self.app)
         self.freeze()
         if self._created_with is not rt.store:
             blobs = self._member_blobs(self.app)
-            rt.store.create(self.swarm_id, self._meta(rt), blobs)
+            rt.store.create(self.swarm_id, self._meta(rt, parent), blobs)
             self._created_with = rt.store
         return rt, self.swarm_id
+
+    def _validate(self, app: Celery) -> None:
+        """Everything the app's serializer must encode, encoded once (members, callbacks, kwargs)."""
+        self._member_blobs(app)
+        codec = Codec(app.conf.task_serializer)
+        definition = self.definition
+        codec.dumps([definition["success_callbacks"], definition["error_callbacks"]], "swarm callbacks")
+        codec.dumps(self.bound_kwargs, "swarm kwargs")
 
     def apply_async(
         self,
@@ -295,31 +261,16 @@ class Swarm(OnCommitMixin, Signature):
         later: dict[str, Any] = {k: options.pop(k) for k in ("countdown", "eta") if k in options}
         if later and not inline_wanted(self.app):
             return self._start_later(tuple(args or ()), run_kwargs, options, later)
-        merged_args, merged_kwargs, opts = merge(self, tuple(args or ()), run_kwargs, options)
         rt = runtime_for(self.app)
         swarm_id = self.freeze().id
-        root_id = opts.get("root_id") or swarm_id
-        ctx = {
-            "args": list(merged_args),
-            "kwargs": {k: v for k, v in merged_kwargs.items() if k != DEF_KEY},
-            "options": {k: v for k, v in opts.items() if k in MEMBER_DEFAULT_OPTIONS},
-            "root_id": root_id,
-        }
-        canvas = {k: opts[k] for k in _CARRIED if opts.get(k) is not None}
-        if canvas:
-            canvas.update({k: opts[k] for k in ("parent_id", "root_id", "reply_to") if opts.get(k)})
-        definition = {
-            "success": self.definition["success_callbacks"],
-            "error": self.definition["error_callbacks"],
-            "canvas": canvas,
-            "root_id": root_id,
-        }
-        codec = rt.task_codec
-        ctx_blob = codec.dumps(ctx, "swarm arguments")
-        def_blob = codec.dumps(definition, "swarm callbacks and canvas options")
-        self._ensure_created()  # only once everything is validated and encoded
-        tr = rt.store.start(swarm_id, ctx_blob, def_blob, want_ctx=False)
+        ctx, def_blob = self._start_context(rt, tuple(args or ()), run_kwargs, options)
+        parent = join_parent(rt, swarm_id)  # a nested swarm (N1): its parent records it, or has ended
         result = SwarmResult(swarm_id, app=self.app)
+        if parent is not None and not parent.start:
+            logger.info("swarm %s not started: its parent swarm %s has ended", swarm_id, parent.ref.swarm_id)
+            return result
+        self._ensure_created(parent)  # only once everything is validated and encoded
+        tr = rt.store.start(swarm_id, rt.task_codec.dumps(ctx, "swarm arguments"), def_blob, want_ctx=False)
         if tr.status == "started":
             logger.warning("swarm %s already started (state %s); applying it again starts nothing", swarm_id, tr.fin)
             return result
@@ -332,6 +283,34 @@ class Swarm(OnCommitMixin, Signature):
         if inline_wanted(self.app) and self.app.conf.task_eager_propagates and result.failed():
             result.get(disable_sync_subtasks=False)  # raises SwarmFailedError with the summary
         return result
+
+    def _start_context(
+        self, rt: Runtime, args: tuple[Any, ...], run_kwargs: dict[str, Any], options: dict[str, Any]
+    ) -> tuple[dict[str, Any], bytes]:
+        """The run context members get (args, kwargs, default options, root id) and the encoded finalizer
+        definition (callbacks, canvas options), both validated before anything is written."""
+        merged_args, merged_kwargs, opts = merge(self, args, run_kwargs, options)
+        swarm_id = self.swarm_id
+        root_id = opts.get("root_id") or swarm_id
+        ctx = {
+            "args": list(merged_args),
+            "kwargs": {k: v for k, v in merged_kwargs.items() if k != DEF_KEY},
+            "options": {k: v for k, v in opts.items() if k in MEMBER_DEFAULT_OPTIONS},
+            "root_id": root_id,
+        }
+        canvas = {k: opts[k] for k in _CARRIED if opts.get(k) is not None}
+        if canvas:
+            canvas.update({k: opts[k] for k in ("parent_id", "root_id", "reply_to") if opts.get(k)})
+        if parse_member_task_id(swarm_id) is not None and not inline_wanted(self.app):
+            canvas[NESTED] = True  # its result task carries its outcome to its parent, also a cancel
+        definition = {
+            "success": self.definition["success_callbacks"],
+            "error": self.definition["error_callbacks"],
+            "canvas": canvas,
+            "root_id": root_id,
+        }
+        rt.task_codec.dumps(ctx, "swarm arguments")
+        return ctx, rt.task_codec.dumps(definition, "swarm callbacks and canvas options")
 
     def _start_later(
         self, args: tuple[Any, ...], run_kwargs: dict[str, Any], options: dict[str, Any], later: dict[str, Any]
@@ -384,46 +363,6 @@ class Swarm(OnCommitMixin, Signature):
         if len(args) == 1 and isinstance(args[0], BaseModel) and not kwargs:
             return self.apply_async(kwargs=args[0])
         return self.apply_async(args, kwargs)
-
-    # -- members ------------------------------------------------------------------------------------
-
-    def _add(self, task: Any, run: bool, kwargs: Mapping[str, Any] | BaseModel | None) -> SwarmMember:
-        sig = to_signature(task, self.app, "member", _strict(self.app))
-        if kwargs is not None:
-            sig = sig.clone(kwargs=as_kwargs(kwargs))
-        blob = runtime_for(self.app).task_codec.dumps(dict(sig), "swarm member")
-        if self.definition["closed"]:  # closed from the start: refuse before creating anything
-            raise SwarmClosedError(f"swarm {self.swarm_id or '(not started)'} was created closed")
-        cfg = self.config
-        if cfg.max_task_allowed is not None and len(self.definition["tasks"]) >= cfg.max_task_allowed:
-            raise TooManyTasksError(f"swarm already has max_task_allowed={cfg.max_task_allowed} members")
-        rt, swarm_id = self._ensure_created()
-        tr = rt.store.add(swarm_id, [blob], run=run, want_ctx=rt.cached_ctx(swarm_id) is None)
-        check_status(tr.status, swarm_id)
-        index = int(tr.extra[0])
-        if int(tr.extra[1]):
-            logger.info("swarm %s (%s) closed: max_task_allowed reached", swarm_id, self.swarm_name)
-            swarm_closed.send(sender=swarm_id, app=self.app, name=self.swarm_name)
-        advance(rt, swarm_id, tr)
-        logger.debug("swarm %s: member %d %s", swarm_id, index, "queued" if run else "registered")
-        return adopt(task, sig, swarm_id, index, self.app)
-
-    def add_task(self, task: Any) -> SwarmMember:
-        """Register a member; queue it with its own ``apply_async()``/``delay()``.
-
-        Raises:
-            SwarmClosedError: the swarm is closed, failed, cancelled or finished.
-            TooManyTasksError: the swarm already has ``max_task_allowed`` members.
-
-        Example:
-            >>> member = s.add_task(process.s("c.csv"))
-            >>> member.delay(priority="high")
-        """
-        return self._add(task, run=False, kwargs=None)
-
-    def run_in_swarm(self, task: Any, kwargs: Mapping[str, Any] | BaseModel | None = None) -> SwarmMember:
-        """Register and queue a member in one atomic step."""
-        return self._add(task, run=True, kwargs=kwargs)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 

@@ -108,6 +108,22 @@ class SwarmMember(MessageMixin, Signature):
         return queue_member(self, self.app, self.swarm_id, self.index, args, kwargs, options)
 
 
+def from_stored(app: Celery, swarm_id: str, index: int) -> SwarmMember:
+    """The handle of member ``index`` rebuilt from its stored signature (one read).
+
+    Raises:
+        SwarmNotFoundError: the swarm or the member does not exist.
+    """
+    rt = runtime_for(app)
+    blob = rt.store.member_blob(swarm_id, index)
+    if blob is None:
+        raise SwarmNotFoundError(f"{swarm_id} (member {index})")
+    member: SwarmMember = from_dict(SwarmMember, rt.task_codec.loads(blob), app=app)
+    member.options["task_id"] = member_task_id(swarm_id, index)
+    member.swarm_id, member.index = swarm_id, index
+    return member
+
+
 def adopt(original: Any, sig: Signature, swarm_id: str, index: int, app: Celery) -> SwarmMember:
     """The handle for a new member. A ``sign()``-made signature becomes the handle itself."""
     bind = getattr(original, "_bind_to_swarm", None)

@@ -99,8 +99,8 @@ def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> Published:
             index = admitted.index
             try:
                 member = build_member(app, swarm_id, index, codec.loads(admitted.blob), ctx, admitted.epoch)
-                if member.get("subtask_type") == "chain":
-                    member.apply_async()
+                if member.get("subtask_type") in ("chain", "swarm"):
+                    member.apply_async()  # a chain publishes its first step; a nested swarm starts itself
                 else:
                     member.apply_async(producer=producer)
             except transient as exc:

@@ -23,8 +23,11 @@ from .summary import build_summary
 
 logger = logging.getLogger("mageflow_celery")
 
-#: Result task published with the swarm id when the swarm sits in a canvas (chain, group, chord, link).
+#: Result task published with the swarm id when the swarm sits in a canvas (chain, group, chord, link)
+#: or in another swarm.
 RESULT_TASK = "mageflow.swarm_result"
+#: Canvas flag of a nested swarm: its outcome reaches its parent through the result task, always.
+NESTED = "nested"
 _FIN_STATE = {"s": "succeeded", "f": "failed", "c": "cancelled"}
 
 
@@ -82,11 +85,14 @@ def publish_result_task(rt: Runtime, swarm_id: str, fin: str, value: Any, canvas
     """Let Celery carry the swarm's outcome through its canvas (chain, chord, group, link/link_error).
 
     Success and failure go through a real task whose id is the swarm id, so Celery's own trace runs
-    the next chain step, the chord accounting and the errbacks. A cancelled swarm is marked REVOKED.
+    the next chain step, the chord accounting and the errbacks. A cancelled swarm is marked REVOKED,
+    except a nested swarm (a member of another swarm, N1): its result task raises
+    ``SwarmCancelledError``, so its parent counts it as one failed member.
     """
     app = rt.app
-    if fin == "c":
-        request = Context({"id": swarm_id, **canvas, "errbacks": canvas.get("link_error")})
+    options = {k: v for k, v in canvas.items() if k != NESTED}
+    if fin == "c" and not canvas.get(NESTED):
+        request = Context({"id": swarm_id, **options, "errbacks": options.get("link_error")})
         app.backend.mark_as_revoked(swarm_id, "swarm cancelled", request=request)
         return
-    app.signature(RESULT_TASK, kwargs={"outcome": fin, "value": value}).apply_async(task_id=swarm_id, **canvas)
+    app.signature(RESULT_TASK, kwargs={"outcome": fin, "value": value}).apply_async(task_id=swarm_id, **options)

@@ -1,4 +1,4 @@
-"""Normalizing members and callbacks into signatures, and building a member's message at publish time.
+"""Building a member's message at publish time: ids, the swarm's run context merged in, the epoch header.
 
 Layer: ``engine`` (see ``docs/architecture.md``).
 """
@@ -9,11 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
-from celery.app.task import Task
-from celery.canvas import Signature, _chain, group, signature
+from celery.canvas import Signature, _chain, signature
 
-from .._compat import ChordType
-from ..errors import MageflowError
 from ..keys import member_task_id, step_task_id
 from .model import pydantic_model_param
 
@@ -26,53 +23,12 @@ LEASE_HEADER = "mageflow_lease"
 MEMBER_DEFAULT_OPTIONS = frozenset(
     {"queue", "routing_key", "exchange", "priority", "expires", "time_limit", "soft_time_limit", "headers"}
 )
-#: Options that place a task in a canvas; a member never keeps its own.
+#: Options that place a task in a canvas; a member keeps only its own ``link``/``link_error`` (N2).
 CANVAS_OPTIONS = frozenset(
     {"task_id", "parent_id", "root_id", "group_id", "group_index", "chord", "chain", "reply_to", "link", "link_error"}
 )
-
-
-def _refuse_nested(sig: Signature, what: str) -> None:
-    if isinstance(sig, (group, ChordType)) or sig.get("subtask_type") in {"group", "chord", "swarm"}:
-        kind = sig.get("subtask_type") or type(sig).__name__
-        raise MageflowError(f"a {kind} cannot be a swarm {what} in this version (only tasks and chains)")
-
-
-def to_signature(obj: Any, app: Celery, what: str = "member", strict_names: bool = False) -> Signature:
-    """A fresh signature for a member or callback given as a signature, chain, task object or task name.
-
-    Raises:
-        MageflowError: for nested canvases (group, chord, swarm) or anything else that is not a task.
-    """
-    if isinstance(obj, str):
-        if strict_names and obj not in app.tasks:
-            raise MageflowError(f"unknown task name {obj!r} for swarm {what}")
-        return Signature(obj, app=app)
-    if isinstance(obj, Task):
-        return obj.s()
-    if isinstance(obj, Mapping) and not isinstance(obj, Signature):
-        obj = signature(dict(obj), app=app)
-    if not isinstance(obj, Signature):
-        msg = f"swarm {what} must be a signature, a chain, a task or a task name, not {type(obj).__name__}"
-        raise MageflowError(msg)
-    _refuse_nested(obj, what)
-    if isinstance(obj, _chain):
-        for step in obj.tasks:
-            _refuse_nested(signature(step, app=app), f"{what} chain step")
-    sig = obj.clone()
-    for key in CANVAS_OPTIONS & set(sig.options):
-        if what == "member" or key not in {"link", "link_error"}:
-            del sig.options[key]
-    return sig
-
-
-def plain(sig: Signature) -> dict[str, Any]:
-    """The signature as a JSON-shaped dict (args as lists, chain steps too), so a JSON round trip is equal."""
-    d = dict(sig)
-    d["args"] = list(d.get("args") or ())
-    if d.get("subtask_type") == "chain":
-        d["kwargs"] = {**d["kwargs"], "tasks": [plain(signature(t)) for t in d["kwargs"]["tasks"]]}
-    return d
+#: Canvas options a member keeps: Celery runs them after the member's own outcome (N2).
+MEMBER_CALLBACK_OPTIONS = frozenset({"link", "link_error"})
 
 
 def merge_into(sig: Signature, ctx: Mapping[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -97,7 +53,8 @@ def merge_into(sig: Signature, ctx: Mapping[str, Any]) -> tuple[tuple[Any, ...],
 
 def member_options(sig: Signature, ctx: Mapping[str, Any], swarm_id: str, epoch: int = 0) -> dict[str, Any]:
     """Publish options: swarm defaults, then the member's own, then the swarm's identity and the epoch."""
-    opts = {**ctx["options"], **{k: v for k, v in sig.options.items() if k not in CANVAS_OPTIONS}}
+    own = {k: v for k, v in sig.options.items() if k not in CANVAS_OPTIONS or k in MEMBER_CALLBACK_OPTIONS}
+    opts = {**ctx["options"], **own}
     opts["parent_id"] = swarm_id
     opts["root_id"] = ctx["root_id"]
     opts["headers"] = with_epoch(opts.get("headers"), epoch)
@@ -107,6 +64,24 @@ def member_options(sig: Signature, ctx: Mapping[str, Any], swarm_id: str, epoch:
 def with_epoch(headers: Mapping[str, Any] | None, epoch: int) -> dict[str, Any]:
     """Message headers carrying the member's publish epoch (the start gate drops older copies, D5)."""
     return {**(headers or {}), EPOCH_HEADER: epoch}
+
+
+def with_context(sig: Signature, ctx: Mapping[str, Any]) -> Signature:
+    """``sig`` with the swarm's run context merged in, keeping its type (a nested swarm stays a swarm).
+
+    A nested swarm gets the parent's args prepended and the parent's kwargs under its own bound kwargs
+    (which rank as member bound kwargs, N1); any other task as :func:`merge_into` says; an immutable
+    signature gets nothing.
+    """
+    if sig.immutable:
+        return sig.clone()
+    if sig.get("subtask_type") == "swarm":
+        nested = sig.clone()
+        nested["args"] = tuple(ctx["args"]) + tuple(nested.args)
+        nested["kwargs"] = {**ctx["kwargs"], **nested.kwargs}
+        return nested
+    args, kwargs = merge_into(sig, ctx)
+    return sig.replace(args=args, kwargs=kwargs)
 
 
 def build_member(
@@ -121,12 +96,10 @@ def build_member(
             step.options["task_id"] = tid if k == len(steps) - 1 else step_task_id(swarm_id, index, k)
             step.options["headers"] = with_epoch(step.options.get("headers") or ctx["options"].get("headers"), epoch)
         if not sig.immutable:
-            first_args, first_kwargs = merge_into(steps[0], ctx)
-            steps[0] = steps[0].replace(args=first_args, kwargs=first_kwargs)
+            steps[0] = with_context(steps[0], ctx)
         built: Signature = _chain(*steps, app=app)
         built.options.update(member_options(sig, ctx, swarm_id, epoch))
         return built
-    args, kwargs = merge_into(sig, ctx)
-    built = Signature(sig.task, args=args, kwargs=kwargs, options=member_options(sig, ctx, swarm_id, epoch), app=app)
-    built.options["task_id"] = tid
+    built = with_context(sig, ctx)
+    built["options"] = {**member_options(sig, ctx, swarm_id, epoch), "task_id": tid}
     return built

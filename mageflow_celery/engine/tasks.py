@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from ..errors import SwarmFailedError
+from ..errors import SwarmCancelledError, SwarmFailedError
 from .finalize import RESULT_TASK
 
 
@@ -21,4 +21,6 @@ def register_result_task(app: Celery) -> None:
         """Carry a finished swarm's outcome through Celery's canvas (runs with the swarm's id)."""
         if outcome == "s":
             return value
+        if outcome == "c":
+            raise SwarmCancelledError(f"swarm {self.request.id} was cancelled")
         raise SwarmFailedError(value)

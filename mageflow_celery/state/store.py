@@ -115,8 +115,12 @@ class SwarmStore:
     def start(self, swarm_id: str, ctx: bytes, definition: bytes, want_ctx: bool) -> Transition:
         return _transition(self._run("start", swarm_id, [ctx, definition, int(want_ctx)]))
 
-    def add(self, swarm_id: str, members: Sequence[bytes], run: bool, want_ctx: bool) -> Transition:
-        return _transition(self._run("add", swarm_id, ["run" if run else "register", int(want_ctx), *members]))
+    def add(
+        self, swarm_id: str, members: Sequence[bytes], run: bool, want_ctx: bool, close_on_max: bool = True
+    ) -> Transition:
+        """Add members (all or nothing); ``extra`` is ``[first index, closed now]``."""
+        mode = "run" if run else "register"
+        return _transition(self._run("add", swarm_id, [mode, int(want_ctx), int(close_on_max), *members]))
 
     def enqueue(self, swarm_id: str, index: int, member: bytes, want_ctx: bool) -> Transition:
         return _transition(self._run("enqueue", swarm_id, [index, member, int(want_ctx)]))
@@ -167,6 +171,22 @@ class SwarmStore:
     def finalized(self, swarm_id: str) -> str:
         return _s(self._run("finalized", swarm_id)[0])
 
+    def add_child(self, swarm_id: str, child_id: str) -> tuple[str, bool] | None:
+        """Record a nested swarm started as a member; ``(state, paused)`` of this swarm, ``None`` if gone."""
+        reply = self._run("children", swarm_id, [child_id])
+        return (_s(reply[1]), int(reply[2]) == 1) if _s(reply[0]) == "ok" else None
+
+    def member_rows(self, swarm_id: str, state: str, offset: int, limit: int) -> list[MemberRow] | None:
+        """One page of members (``state`` ``""``: any), see ``members.lua``; ``None`` if the swarm is gone."""
+        reply = self._run("members", swarm_id, [state, offset, limit])
+        if _s(reply[0]) != "ok":
+            return None
+        flat = reply[1]
+        return [
+            MemberRow(int(_s(flat[i])), _s(flat[i + 1]), bytes(flat[i + 2] or b""), flat[i + 3] or None)
+            for i in range(0, len(flat), 4)
+        ]
+
     # -- reads --------------------------------------------------------------------------------------
 
     def _read(self, what: str, fn: Any, *args: Any) -> Any:
@@ -179,6 +199,11 @@ class SwarmStore:
         """All meta fields (empty when the swarm does not exist)."""
         raw = self._read("meta", self.client.hgetall, self.keys(swarm_id).meta)
         return {_s(k): v for k, v in raw.items()}
+
+    def member_blob(self, swarm_id: str, index: int) -> bytes | None:
+        """The stored (encoded) signature of member ``index``, or ``None``."""
+        value = self._read("members", self.client.hget, self.keys(swarm_id).members, str(index))
+        return bytes(value) if value is not None else None
 
     def meta_field(self, swarm_id: str, name: str) -> bytes | None:
         value = self._read("meta", self.client.hget, self.keys(swarm_id).meta, name)
@@ -195,6 +220,11 @@ class SwarmStore:
     def errors(self, swarm_id: str) -> dict[int, bytes]:
         """JSON error records of failed members (at most ``summary_max_failures``), by member index."""
         return self._indexed(self.keys(swarm_id).errors)
+
+    def children(self, swarm_id: str) -> list[str]:
+        """Ids of the nested swarms started as members of this swarm."""
+        raw = self._read("children", self.client.smembers, self.keys(swarm_id).children)
+        return sorted(_s(x) for x in raw if x != b"_")
 
     def member_states(self, swarm_id: str) -> dict[int, str]:
         raw = self._read("mstate", self.client.hgetall, self.keys(swarm_id).mstate)
@@ -309,6 +339,16 @@ def _renewal(reply: Sequence[Any]) -> Renewal | None:
     if _s(reply[0]) != "ok":
         return None
     return Renewal(float(_s(reply[1])), {int(_s(x)) for x in reply[2]})
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """One member as ``members.lua`` reads it: index, state letter (``""``: registered), signature, error."""
+
+    index: int
+    letter: str
+    sig: bytes
+    error: bytes | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from celery import Celery, chain, chord, group, signature
+from celery.canvas import Signature
 from pydantic import ValidationError
 
 from mageflow_celery import (
@@ -207,37 +208,51 @@ def test_members_may_be_signatures_task_objects_task_names_and_chains(app: Celer
     assert [step["task"] for step in tasks[4].tasks] == ["t.add", "t.add"]
 
 
-def test_a_member_signature_is_copied_without_its_canvas_options(app: Celery) -> None:
-    # Given a frozen signature with a link
+def test_a_member_signature_keeps_its_own_callbacks_but_not_its_place_in_a_canvas(app: Celery) -> None:
+    # Given a frozen signature with a link and a link_error, in a group
     sig = app.tasks["t.add"].s(1, 2)
-    sig.freeze()
+    sig.freeze(group_id="g")
     sig.link(app.tasks["t.collect"].s())
+    sig.link_error(app.tasks["t.collect"].si())
 
     # When it becomes a member
     member = swarm(tasks=[sig], app=app).tasks[0]
 
-    # Then the member has no task id or link of its own (its id is derived from the swarm), and the
-    # original signature is untouched
-    assert "task_id" not in member.options and "link" not in member.options
+    # Then the member keeps its link and link_error (N2: Celery runs them after its own outcome) but no
+    # task id or group of its own (its id is derived from the swarm); the original is untouched
+    assert [cb["task"] for cb in member.options["link"]] == ["t.collect"]
+    assert [cb["task"] for cb in member.options["link_error"]] == ["t.collect"]
+    assert "task_id" not in member.options and "group_id" not in member.options
     assert sig.options["task_id"]
 
 
-@pytest.mark.parametrize("kind", ["group", "chord", "swarm", "chain_with_group"])
-def test_nested_canvases_as_members_are_refused(app: Celery, kind: str) -> None:
-    # Given a group, a chord, a swarm, or a chain holding a group
-    add = app.tasks["t.add"]
-    nested = {
-        "group": lambda: group(add.s(1, 1), add.s(2, 2)),
-        "chord": lambda: chord([add.s(1, 1), add.s(2, 2)], app.tasks["t.collect"].s()),
-        "swarm": lambda: swarm(tasks=[add.s(1, 1)], app=app),
-        "chain_with_group": lambda: chain(add.s(1, 1), group(add.s(2), add.s(3))),
-    }[kind]()
+def test_groups_chords_and_chains_holding_them_become_nested_swarms_and_json_round_trip(app: Celery) -> None:
+    # Given a group, a chord, a swarm, and a chain holding a group, as members
+    add, collect = app.tasks["t.add"], app.tasks["t.collect"]
+    s = swarm(
+        tasks=[
+            group(add.s(1, 1), add.s(2, 2)),
+            chord([add.s(1, 1), add.s(2, 2), add.s(3, 3)], collect.s()),
+            swarm(tasks=[add.s(1, 1)], config=SwarmConfig(max_concurrency=7), app=app),
+            chain(add.s(1, 1), group(add.s(2), add.s(3))),
+        ],
+        app=app,
+    )
+    g, c, nested, ch = s.tasks
 
-    # When it is given as a member or as a callback, then MageflowError is raised
-    with pytest.raises(MageflowError):
-        swarm(tasks=[nested], app=app)
-    with pytest.raises(MageflowError):
-        swarm(tasks=[], success_callbacks=[nested], app=app)
+    # Then a group is a nested swarm running all its parts at once and failing at the first failure
+    assert isinstance(g, Swarm)
+    assert (g.config.max_concurrency, g.config.stop_after_n_failures, g.definition["closed"]) == (2, 1, True)
+    assert [t["task"] for t in g.definition["tasks"]] == ["t.add", "t.add"]
+    # And a chord is a chain of its header as such a nested swarm, then its body
+    assert c.get("subtask_type") == "chain"
+    header, body = (signature(t, app=app) for t in c.tasks)
+    assert isinstance(header, Swarm) and header.config.max_concurrency == 3 and body.task == "t.collect"
+    # And a swarm stays itself; a chain's group step becomes a nested swarm step
+    assert isinstance(nested, Swarm) and nested.config.max_concurrency == 7
+    assert [signature(t, app=app).get("subtask_type") for t in ch.tasks] == [None, "swarm"]
+    # And the whole definition survives a JSON round trip
+    assert Signature.from_dict(json.loads(json.dumps(s)), app=app) == s
 
 
 @pytest.mark.parametrize("bad", [42, object(), None])

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis
-from celery import Celery, chord, group
+from celery import Celery
 from pydantic import ValidationError
 
 from mageflow_celery import (
@@ -130,24 +130,20 @@ def test_adding_members_the_serializer_cannot_encode_changes_nothing(
     assert SwarmResult(s.id, app=mageflow_app).progress().registered == 0
 
 
-def test_nested_canvases_added_as_members_are_refused_and_nothing_is_written(
+def test_members_that_are_no_task_signature_or_canvas_are_refused_and_nothing_is_written(
     mageflow_app: Celery, tasks: Tasks, unchanged: Any
 ) -> None:
     # Given a swarm not created yet and a started one
-    square = tasks.square
     fresh = swarm(app=mageflow_app)
     started = swarm(app=mageflow_app)
     started.apply_async()
-    nested = [
-        group(square.s(1), square.s(2)),
-        chord([square.s(1)], tasks.collect.s()),
-        swarm(tasks=[square.s(1)], app=mageflow_app),
-    ]
 
-    # When a group, a chord or a swarm is added, then MageflowError and no state (not even the fresh swarm's)
-    for canvas in nested:
-        unchanged(MageflowError, lambda canvas=canvas: fresh.add_task(canvas))
-        unchanged(MageflowError, lambda canvas=canvas: started.run_in_swarm(canvas))
+    # When something that is neither a task, a signature, a chain, a swarm, a group nor a chord is added,
+    # then MageflowError and no state (not even the fresh swarm's)
+    for bad in (42, object(), None, 3.5):
+        unchanged(MageflowError, lambda bad=bad: fresh.add_task(bad))
+        unchanged(MageflowError, lambda bad=bad: started.run_in_swarm(bad))
+        unchanged(MageflowError, lambda bad=bad: started.run_in_swarm([tasks.square.s(1), bad]))
 
 
 def test_unknown_task_names_are_refused_before_anything_is_written_with_strict_task_names(

@@ -8,8 +8,13 @@
 -- KEYS[6] results  hash  index -> encoded result ('_' sentinel)
 -- KEYS[7] errors   hash  index -> JSON error record ('_' sentinel)
 -- KEYS[8] owners   hash  index -> 'epoch|step|token|flags|t0' of a member holding a token (see below)
+-- KEYS[9..11] succeeded, failed, cancelled  zsets  index -> index of the members that ended so
+-- KEYS[12] registered  zset  index -> index of members added with add_task and not run yet
+-- KEYS[13] children    set   ids of nested swarms started as members
 local K_META, K_MEMBERS, K_QUEUE, K_MSTATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_TOKENS, K_RESULTS, K_ERRORS, K_OWNERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_ENDED = {s = KEYS[9], f = KEYS[10], c = KEYS[11]}
+local K_REG, K_CHILDREN = KEYS[12], KEYS[13]
 
 local CHUNK = 2000
 -- Step number of a member's own task id (a plain member, a chain member's last step); keys.FINAL_STEP.
@@ -182,12 +187,39 @@ local function release(idx)
   redis.call('HDEL', K_OWNERS, idx)
 end
 
--- End the swarm early (failure threshold or cancel): cancel what never got a token.
+-- A member ended in state kind ('s' | 'f' | 'c'): record it where members(state=...) finds it.
+local function ended(idx, kind)
+  redis.call('HSET', K_MSTATE, idx, kind)
+  redis.call('ZADD', K_ENDED[kind], idx, idx)
+end
+
+-- Mark members cancelled in bulk (chunked: Lua's unpack has a small stack limit).
+local function cancel_all(ids)
+  local st, z = {}, {}
+  for _, idx in ipairs(ids) do
+    st[#st + 1] = idx; st[#st + 1] = 'c'
+    z[#z + 1] = idx; z[#z + 1] = idx
+  end
+  if #ids > 0 then
+    bulk('HSET', K_MSTATE, st)
+    bulk('ZADD', K_ENDED.c, z)
+  end
+end
+
+-- End the swarm early (failure threshold or cancel): cancel what never got a token (queued members, and
+-- registered ones: added with add_task, or given to swarm() when it never started).
 local function stop_early(m, t, state)
   incr(m, 'cancelled', m.registered + m.queued)
   set(m, 'registered', 0)
   set(m, 'queued', 0)
-  redis.call('DEL', K_QUEUE)
+  cancel_all(redis.call('LRANGE', K_QUEUE, 0, -1))
+  cancel_all(redis.call('ZRANGEBYSCORE', K_REG, 0, '+inf'))
+  if m.state == 'pending' then
+    local initial = {}
+    for i = 0, m.n_initial - 1 do initial[#initial + 1] = tostring(i) end
+    cancel_all(initial)
+  end
+  redis.call('DEL', K_QUEUE, K_REG)
   finish(m, t, state)
 end
 

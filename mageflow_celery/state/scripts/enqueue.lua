@@ -12,6 +12,7 @@ if redis.call('HEXISTS', K_MSTATE, ARGV[1]) == 1 then return {'twice'} end
 local t = now()
 redis.call('HSET', K_MEMBERS, ARGV[1], ARGV[2])
 redis.call('HSET', K_MSTATE, ARGV[1], 'q')
+redis.call('ZREM', K_REG, ARGV[1])
 incr(m, 'registered', -1)
 push_queue(m, {ARGV[1]})
 local ids, sigs = admit(m, t)

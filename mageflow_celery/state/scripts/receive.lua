@@ -18,7 +18,7 @@ local st = redis.call('HGET', K_MSTATE, idx)
 local t = now()
 if m.state == 'cancelled' or m.state == 'failed' then
   if st == 'd' or st == 'r' then
-    redis.call('HSET', K_MSTATE, idx, 'c')
+    ended(idx, 'c')
     release(idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     incr(m, 'cancelled', 1)

@@ -20,7 +20,7 @@ for i = 2, #ARGV, 3 do
     release(idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     if kind == 'x' and m.state == 'cancelled' then kind = 'c' elseif kind == 'x' then kind = 'f' end
-    redis.call('HSET', K_MSTATE, idx, kind)
+    ended(idx, kind)
     if kind == 's' then
       incr(m, 'succeeded', 1)
       if not was_finished then redis.call('HSET', K_RESULTS, idx, payload) end

@@ -16,7 +16,7 @@ for i = 2, #ARGV do
   local score = tonumber(redis.call('ZSCORE', K_TOKENS, idx))
   if (st == 'd' or st == 'r') and score ~= nil and score <= t then
     if ended then
-      redis.call('HSET', K_MSTATE, idx, 'c')
+      ended(idx, 'c')
       release(idx)
       incr(m, st == 'd' and 'dispatched' or 'running', -1)
       incr(m, 'cancelled', 1)
