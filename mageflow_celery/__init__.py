@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._version import __version__
 from .client.canvas import Swarm, swarm
 from .client.membership import SwarmMember
-from .client.result import SwarmProgress, SwarmResult
+from .client.result import MemberInfo, SwarmProgress, SwarmResult
 from .client.signing import MageflowSignature
 from .config import SwarmConfig
 from .engine.model import ReturnValue
@@ -41,6 +41,7 @@ __all__ = [
     # Worker integration
     "install",
     # Inspection
+    "MemberInfo",
     "SwarmProgress",
     "SwarmResult",
     # Errors

@@ -14,7 +14,7 @@ key                           type   content
 ``<p>:swarm:{<id>}:tokens``   zset   member index -> deadline (dispatched: dispatch deadline; running:
                                      lease deadline); holds a sentinel ``_`` so it never disappears
 ``<p>:swarm:{<id>}:results``  hash   member index -> encoded result of a succeeded member
-``<p>:swarm:{<id>}:errors``   hash   member index -> JSON {task_id, index, type, message} of a failed
+``<p>:swarm:{<id>}:errors``   hash   member index -> JSON {task_id, index, exc_type, message} of a failed
                                      member (at most ``summary_max_failures`` of them)
 ``<p>:swarm:{<id>}:succeeded`` zset  index -> index of every member that succeeded (``failed``,
 ``<p>:swarm:{<id>}:failed``         ``cancelled`` likewise): members(state=...) pages through them

@@ -105,7 +105,7 @@ def test_batch_tolerance_reports_under_the_threshold_and_alerts_beyond_it(exampl
     assert summary["failed"] >= 50
     assert summary["stop_after_n_failures"] == 50
     assert summary["cancelled"] > 0
-    assert summary["failures"][0]["type"] == "BadRecordError"
+    assert summary["failures"][0]["exc_type"] == "BadRecordError"
     assert stopped["alert"].startswith("ALERT batch swarm tuesday-import: ")
     progress = SwarmResult(summary["swarm_id"], app=run.app).progress()
     assert progress.state == "failed"

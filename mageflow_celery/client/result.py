@@ -5,8 +5,10 @@ Layer: ``client`` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from celery import states
@@ -19,7 +21,9 @@ from ..engine.finalize import outcome_value
 from ..engine.runtime import Runtime, runtime_for
 from ..engine.summary import COUNTS, counts
 from ..errors import SwarmCancelledError, SwarmFailedError, SwarmNotFoundError
+from ..keys import member_task_id
 from ..signals import swarm_closed, swarm_paused, swarm_resumed
+from .definition import DEF_KEY
 from .drive import advance
 
 logger = logging.getLogger("mageflow_celery")
@@ -101,6 +105,49 @@ def progress_from_meta(swarm_id: str, meta: dict[str, bytes]) -> SwarmProgress:
         finished_at=_float(meta, "finished_at"),
         **counts(meta),
     )
+
+
+#: Member state names (S2) by the letter the state Redis stores ("" = registered).
+MEMBER_STATES = {
+    "": "registered",
+    "q": "queued",
+    "d": "dispatched",
+    "r": "running",
+    "s": "succeeded",
+    "f": "failed",
+    "c": "cancelled",
+}
+#: Largest page :meth:`SwarmResult.members` returns.
+MEMBERS_PAGE_MAX = 10_000
+
+
+class MemberInfo(BaseModel):
+    """One member of a swarm (:meth:`SwarmResult.members`): where it is, what it runs, how it ended."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Position in the swarm (order of adding).
+    index: int
+    #: Its Celery task id (``AsyncResult(task_id)`` works); a nested swarm's id.
+    task_id: str
+    #: The task it runs (``a | b`` for a chain, the swarm's name for a nested swarm).
+    name: str
+    state: Literal["registered", "queued", "dispatched", "running", "succeeded", "failed", "cancelled"]
+    #: The failure record of a failed member (``task_id``, ``index``, ``exc_type``, ``message``); the
+    #: first ``summary_max_failures`` failures keep one.
+    error: dict[str, Any] | None = None
+
+
+def member_name(data: Any) -> str:
+    """A readable name for a stored member signature."""
+    if not isinstance(data, dict):
+        return "?"
+    if data.get("subtask_type") == "swarm":
+        definition = (data.get("kwargs") or {}).get(DEF_KEY) or {}
+        return f"swarm {definition.get('name') or ''}".rstrip()
+    if data.get("subtask_type") == "chain":
+        return " | ".join(member_name(step) for step in (data.get("kwargs") or {}).get("tasks") or [])
+    return str(data.get("task", "?"))
 
 
 class SwarmResult(_AsyncResultBase):
@@ -225,6 +272,38 @@ class SwarmResult(_AsyncResultBase):
             raise SwarmNotFoundError(self.id)
         return progress_from_meta(self.id, meta)
 
+    def members(self, state: str | None = None, offset: int = 0, limit: int = 100) -> list[MemberInfo]:
+        """One page of the swarm's members, in member order (queued ones: in queue order).
+
+        ``state`` keeps only members in that state (S2's names); ``offset``/``limit`` count the rows after
+        the filter. One round trip; the cost follows ``limit``, not the swarm's size.
+
+        Raises:
+            ValueError: an unknown state, a negative offset, or a limit outside 1..10,000.
+            SwarmNotFoundError: no swarm has this id.
+
+        Example:
+            >>> [m.error["message"] for m in res.members(state="failed", limit=10)]
+        """
+        if state is not None and state not in MEMBER_STATES.values():
+            raise ValueError(f"unknown member state {state!r}; one of {', '.join(MEMBER_STATES.values())}")
+        if offset < 0 or not 1 <= limit <= MEMBERS_PAGE_MAX:
+            raise ValueError(f"offset must be >= 0 and limit 1..{MEMBERS_PAGE_MAX} (got {offset}, {limit})")
+        rows = self._rt.store.member_rows(self.id, state or "", offset, limit)
+        if rows is None:
+            raise SwarmNotFoundError(self.id)
+        codec = self._rt.task_codec
+        return [
+            MemberInfo(
+                index=row.index,
+                task_id=member_task_id(self.id, row.index),
+                name=member_name(codec.loads(row.sig)) if row.sig else "?",
+                state=MEMBER_STATES.get(row.letter, "registered"),  # type: ignore[arg-type]
+                error=json.loads(row.error) if row.error else None,
+            )
+            for row in rows
+        ]
+
     # -- lifecycle by id ----------------------------------------------------------------------------
 
     def _name(self) -> str | None:
@@ -245,7 +324,8 @@ class SwarmResult(_AsyncResultBase):
         return tr.status == "ok"
 
     def pause(self) -> bool:
-        """Stop admitting members; running members finish. ``True`` if this call paused it."""
+        """Stop admitting members (also in nested swarms); running members finish. ``True`` if this call
+        paused it."""
         tr = self._rt.store.pause(self.id)
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
@@ -253,10 +333,12 @@ class SwarmResult(_AsyncResultBase):
             name = self._name()
             logger.info("swarm %s (%s) paused", self.id, name)
             swarm_paused.send(sender=self.id, app=self.app, name=name)
+        self._each_child(lambda child: child.pause())
         return tr.status == "ok"
 
     def resume(self) -> bool:
-        """Admit again, refilling up to the limit at once. ``True`` if this call resumed it."""
+        """Admit again (also in nested swarms), refilling up to the limit at once. ``True`` if this call
+        resumed it."""
         rt = self._rt
         tr = rt.store.resume(self.id, want_ctx=rt.cached_ctx(self.id) is None)
         if tr.status == "unknown":
@@ -266,17 +348,29 @@ class SwarmResult(_AsyncResultBase):
             logger.info("swarm %s (%s) resumed", self.id, name)
             swarm_resumed.send(sender=self.id, app=self.app, name=name)
             advance(rt, self.id, tr)
+        self._each_child(lambda child: child.resume())
         return tr.status == "ok"
 
     def cancel(self, terminate: bool = False) -> bool:
-        """Cancel the swarm (see S9). ``True`` if this call cancelled it."""
+        """Cancel the swarm and its nested swarms (see S9). ``True`` if this call cancelled it."""
         rt = self._rt
         tr = rt.store.cancel(self.id)
         if tr.status == "unknown":
             raise SwarmNotFoundError(self.id)
-        if tr.status == "ok":
-            advance(rt, self.id, tr, terminate=terminate)
+        try:
+            if tr.status == "ok":
+                advance(rt, self.id, tr, terminate=terminate)
+        finally:
+            self._each_child(lambda child: child.cancel(terminate=terminate))
         return tr.status == "ok"
+
+    def _each_child(self, call: Callable[[SwarmResult], object]) -> None:
+        """Apply a lifecycle call to every nested swarm started as a member (N1), depth first."""
+        for child_id in self._rt.store.children(self.id):
+            try:
+                call(SwarmResult(child_id, app=self.app))
+            except SwarmNotFoundError:
+                pass  # expired, or not created yet
 
     def revoke(self, connection: Any = None, terminate: bool = False, signal: Any = None, **_: Any) -> bool:  # type: ignore[override]
         """Same as :meth:`cancel` (revoking a swarm cancels it)."""

@@ -25,7 +25,7 @@ def error_record(swarm_id: str, index: int, task_id: str | None, exc: BaseExcept
         {
             "task_id": task_id or member_task_id(swarm_id, index),
             "index": index,
-            "type": etype,
+            "exc_type": etype,
             "message": message[:MESSAGE_MAX],
         }
     ).encode()

@@ -59,7 +59,7 @@ def describe_swarm(app: Celery, swarm_id: str) -> dict[str, Any]:
     """One swarm in detail: :class:`SwarmProgress` as a dict plus its failed members.
 
     The dict has every :class:`SwarmProgress` field, ``done``, ``started_at``, ``stop_after_n_failures``,
-    ``max_task_allowed``, ``failed_members`` (records ``{task_id, index, type, message}`` in member
+    ``max_task_allowed``, ``failed_members`` (records ``{task_id, index, exc_type, message}`` in member
     order, at most ``summary_max_failures`` of them) and ``failed_members_truncated``. It is plain JSON.
 
     Raises:
@@ -70,7 +70,7 @@ def describe_swarm(app: Celery, swarm_id: str) -> dict[str, Any]:
         >>> info = describe_swarm(app, swarm_id)
         >>> info["state"], info["done"], info["total"]
         ('running', 12, 40)
-        >>> info["failed_members"][0]["type"]
+        >>> info["failed_members"][0]["exc_type"]
         'ValueError'
     """
     store = runtime_for(app).store

@@ -47,7 +47,7 @@ from ..engine.finalize import finalize
 from ..engine.runtime import Runtime, installed_runtime, runtime_for
 from ..engine.summary import error_record
 from ..errors import MageflowError
-from ..keys import member_task_id
+from ..keys import FINAL_STEP, member_task_id, step_task_id
 from ..state.store import Expired, Reaped
 from .checks import warn_tasks_ignoring_results
 from .parts import existing_leases
@@ -203,20 +203,46 @@ class Reaper:
         if status is None:
             return "wait", False
         if member.mstate == "d":
-            return self._dispatched(member, reaped, status), unseen
+            return self._dispatched(swarm_id, member, reaped, status), unseen
         return self._running(member, reaped, status), False
 
-    def _dispatched(self, member: Expired, reaped: Reaped, status: str) -> Action:
-        """A dispatched member no worker received yet (or one that ran on a worker without mageflow)."""
+    def _dispatched(self, swarm_id: str, member: Expired, reaped: Reaped, status: str) -> Action:
+        """A dispatched member no worker received yet (or one that ran on a worker without mageflow, or a
+        nested swarm that runs)."""
         owner = member.owner
         if "p" in owner.flags:
             return "requeue"  # its publish failed: re-publish now, not after the dispatch timeout
         if status != states.PENDING:
             return reaped.now + reaped.lease_s  # running unseen (STARTED, RETRY): look again later
+        if self._nested_child_waits(swarm_id, member, reaped):
+            return reaped.now + reaped.lease_s
         timeout_at = (owner.t0 or member.deadline) + reaped.dispatch_timeout_s
         if reaped.now >= timeout_at:
             return "requeue"
         return min(reaped.now + reaped.lease_s, timeout_at)
+
+    def _nested_child_waits(self, swarm_id: str, member: Expired, reaped: Reaped) -> bool:
+        """Whether the member is a nested swarm (or a chain step that is one) that exists: it holds its
+        parent's token until its result task comes back (N1). A child that finished long ago whose result
+        task never came back is finalized again (same task ids)."""
+        store = self.rt.store
+        candidates = [member_task_id(swarm_id, member.index)]
+        if member.owner.step != FINAL_STEP:
+            candidates.insert(0, step_task_id(swarm_id, member.index, member.owner.step))
+        for child in candidates:
+            row = store.metas([child], ["state", "fin", "finished_at"])[0]
+            state = row.get("state", b"").decode()
+            if not state:
+                continue
+            fin = {"succeeded": "s", "failed": "f", "cancelled": "c"}.get(state)
+            finished_at = float(row.get("finished_at") or 0)
+            if fin and row.get("fin") == b"done" and reaped.now - finished_at > reaped.lease_s:
+                logger.warning(
+                    "swarm %s: nested swarm %s finished but its outcome never came back; again", swarm_id, child
+                )
+                finalize(self.rt, child, fin)
+            return True
+        return False
 
     def _running(self, member: Expired, reaped: Reaped, status: str) -> Action:
         """A received member whose lease expired: its worker stopped renewing it."""

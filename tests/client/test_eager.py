@@ -99,7 +99,7 @@ def test_with_eager_propagates_a_failed_swarm_raises_from_apply_async(mageflow_a
     # When applied, then SwarmFailedError is raised from apply_async with the summary
     with pytest.raises(SwarmFailedError) as err:
         s.apply_async()
-    assert err.value.summary["failures"][0]["type"] == "ValueError"
+    assert err.value.summary["failures"][0]["exc_type"] == "ValueError"
 
 
 @pytest.mark.mageflow(task_always_eager=True)

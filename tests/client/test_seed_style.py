@@ -94,7 +94,7 @@ def test_a_message_that_fails_validation_is_a_member_failure_with_a_clear_messag
     with pytest.raises(SwarmFailedError) as err:
         s.delay().get(timeout=30)
     failure = err.value.summary["failures"][0]
-    assert failure["type"] == "ValidationError"
+    assert failure["exc_type"] == "ValidationError"
     assert "file_path" in failure["message"]
 
 

@@ -58,7 +58,7 @@ def test_every_way_a_member_ends_maps_to_exactly_one_outcome(faults: Faults) -> 
     # Then each member has the one expected outcome, with its result or its error type
     expected_states = {i: outcome for i, (_, outcome, _) in enumerate(cases)}
     assert store.member_states(swarm_id) == expected_states
-    errors = {i: json.loads(raw)["type"] for i, raw in store.errors(swarm_id).items()}
+    errors = {i: json.loads(raw)["exc_type"] for i, raw in store.errors(swarm_id).items()}
     assert errors == {i: what for i, (_, outcome, what) in enumerate(cases) if outcome == "f"}
     results = [what if outcome == "s" else None for _, outcome, what in cases]
     meta = store.meta(swarm_id)

@@ -70,7 +70,7 @@ def test_expired_leases_are_reconciled_from_the_result_backend_first(faults: Fau
     assert store.member_states(swarm_id) == {0: "s", 1: "f", 2: "f", 3: "r", 4: "d", 5: "d"}
     assert report.lost_failed == 0
     assert store.results(swarm_id) == {0: b"10"}
-    errors = {i: json.loads(e)["type"] for i, e in store.errors(swarm_id).items()}
+    errors = {i: json.loads(e)["exc_type"] for i, e in store.errors(swarm_id).items()}
     assert errors == {1: "ValueError", 2: "TaskRevokedError"}
     assert queued_ids(faults.probe).count(tid[4]) == 2 and queued_ids(faults.probe).count(tid[5]) == 2
     tokens = dict(faults.probe.zrange(store.keys(swarm_id).tokens, 0, -1, withscores=True))
@@ -89,7 +89,7 @@ def test_a_lost_member_fails_with_on_lost_fail(faults: Faults) -> None:
     # Then it failed with a WorkerLostError record, and the swarm finished (nothing re-published)
     store = runtime_for(app).store
     assert store.member_states(swarm_id) == {0: "f", 1: "s"}
-    assert json.loads(store.errors(swarm_id)[0])["type"] == "WorkerLostError"
+    assert json.loads(store.errors(swarm_id)[0])["exc_type"] == "WorkerLostError"
     assert report.requeued == 0
     assert store.meta(swarm_id)["state"] == b"succeeded"
 

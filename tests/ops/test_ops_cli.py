@@ -153,7 +153,7 @@ def test_show_prints_details_and_failed_members_with_their_error(ops: Ops, magef
     data = json.loads(result.stdout)
     assert data == describe_swarm(ops.app, res.id)
     assert set(SwarmProgress.model_fields) <= set(data)
-    assert data["failed_members"][0]["type"] == "ValueError"
+    assert data["failed_members"][0]["exc_type"] == "ValueError"
     ops.open_all()
     assert res.get(timeout=20) == [0, 20]
 
@@ -408,7 +408,7 @@ def test_watch_interrupted_with_ctrl_c_leaves_the_swarm_running(
     def interrupt(_: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "time", SimpleNamespace(sleep=interrupt, time=time.time))
+    monkeypatch.setattr(cli_module.reading, "time", SimpleNamespace(sleep=interrupt, time=time.time))
     result = run(mageflow_app, ["watch", res.id])
 
     # Then watch exits 130 after one progress line, and the swarm is untouched
@@ -435,7 +435,7 @@ def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(swarm_cli, ["--help"])
     assert result.exit_code == 0
     listed = re.findall(r"^  (\w+) ", result.stdout, re.MULTILINE)
-    assert listed == ["cancel", "close", "ls", "pause", "reap", "resume", "show", "watch"]
+    assert listed == ["cancel", "close", "ls", "members", "pause", "reap", "resume", "show", "watch"]
     cancel_help = CliRunner().invoke(swarm_cli, ["cancel", "--help"]).stdout
     assert "--terminate" in cancel_help and "--yes" in cancel_help
 

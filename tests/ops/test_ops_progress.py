@@ -72,7 +72,7 @@ def test_progress_counts_match_what_the_members_are_doing_at_each_step(
         {
             "task_id": member_task_id(res.id, 3),
             "index": 3,
-            "type": "ValueError",
+            "exc_type": "ValueError",
             "message": "member 3 failed on purpose",
         }
     ]

@@ -51,7 +51,7 @@ def _ok(value: Any) -> bytes:
 
 def _err(swarm_id: str, index: int) -> bytes:
     return json.dumps(
-        {"task_id": member_task_id(swarm_id, index), "index": index, "type": "ValueError", "message": "x"}
+        {"task_id": member_task_id(swarm_id, index), "index": index, "exc_type": "ValueError", "message": "x"}
     ).encode()
 
 

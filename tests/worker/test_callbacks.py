@@ -238,7 +238,7 @@ def test_reaching_the_failure_threshold_fails_an_open_swarm_at_once_and_cancels_
     assert (summary["total"], summary["failed"], summary["cancelled"], summary["succeeded"]) == (6, 2, 3, 0)
     assert (summary["running"], summary["queued"], summary["registered"]) == (1, 0, 0)
     assert summary["truncated"] is False
-    assert [(f["task_id"], f["index"], f["type"], f["message"]) for f in summary["failures"]] == [
+    assert [(f["task_id"], f["index"], f["exc_type"], f["message"]) for f in summary["failures"]] == [
         (member_task_id(sid, 0), 0, "ValueError", "a failed"),
         (member_task_id(sid, 1), 1, "ValueError", "b failed"),
     ]
