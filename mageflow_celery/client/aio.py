@@ -17,6 +17,7 @@ Layer: ``client`` (see ``docs/architecture.md``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -83,8 +84,19 @@ class AioSwarm:
     async def add_task(self, task: Any) -> SwarmMember | MageflowSignature:
         return await asyncio.to_thread(self.signature.add_task, task)
 
-    async def run_in_swarm(self, task: Any, message: Any = None) -> SwarmMember | MageflowSignature:
-        return await asyncio.to_thread(self.signature.run_in_swarm, task, message)
+    async def run_in_swarm(self, task: Any, message: Any = None, close_on_max_task: bool = True) -> Any:
+        """A member (or a list of them, atomically) registered and queued, with ``message``."""
+        return await asyncio.to_thread(self.signature.run_in_swarm, task, message, close_on_max_task)
+
+    async def add_tasks(self, tasks: Any, batch_size: int = 1000, close_on_max_task: bool = True) -> Any:
+        """Members registered in one atomic step (a list) or in batches (an iterator)."""
+        return await asyncio.to_thread(self.signature.add_tasks, tasks, batch_size, close_on_max_task)
+
+    async def aio_run_tasks_in_swarm(
+        self, tasks: Sequence[Any], msgs: Sequence[Any], close_on_max_task: bool = True
+    ) -> list[SwarmMember]:
+        """``tasks`` registered and queued atomically, each with its own message (lengths must match)."""
+        return await self.signature.aio_run_tasks_in_swarm(tasks, msgs, close_on_max_task)
 
     async def close_swarm(self) -> bool:
         return await asyncio.to_thread(self.signature.close_swarm)

@@ -144,7 +144,7 @@ def member_name(data: Any) -> str:
         return "?"
     if data.get("subtask_type") == "swarm":
         definition = (data.get("kwargs") or {}).get(DEF_KEY) or {}
-        return f"swarm {definition.get('name') or ''}".rstrip()
+        return str(definition.get("name") or "swarm")
     if data.get("subtask_type") == "chain":
         return " | ".join(member_name(step) for step in (data.get("kwargs") or {}).get("tasks") or [])
     return str(data.get("task", "?"))

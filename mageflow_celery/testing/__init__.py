@@ -17,8 +17,12 @@ from ..client.result import SwarmResult
 from ._redis import RedisCluster, RedisServer, find_free_port
 from ._redis_sentinel import RedisSentinel
 from ._redis_tls import RedisTLSServer, TLSFiles
+from .recorder import RecordedSwarm, SwarmRecorder
 
 __all__ = [
+    # recording swarms without Redis (N6)
+    "RecordedSwarm",
+    "SwarmRecorder",
     # waiting
     "wait_for",
     "wait_for_swarm",

@@ -11,6 +11,8 @@ fixture                           scope     provides
 ``mageflow_celery_config``        function  Celery settings (Redis broker and backend, JSON only)
 ``mageflow_app``                  function  a fresh Celery app with ``install(app, redis_url=...)``
 ``mageflow_worker``               function  ``make(app=None, pool="threads", concurrency=4, **kw)``
+``swarm_recorder``                function  a :class:`~mageflow_celery.testing.SwarmRecorder`: swarms
+                                            are recorded, not run (no Redis, no worker)
 ================================  ========  ====================================================
 
 The ``@pytest.mark.mageflow(**overrides)`` marker overrides Celery settings for one test.
@@ -38,6 +40,7 @@ from redis.retry import Retry
 
 from ..install import install
 from ._redis import RedisServer
+from .recorder import SwarmRecorder
 
 #: Environment variable naming an existing Redis to test against instead of a throwaway server.
 REDIS_URL_ENV = "MAGEFLOW_TEST_REDIS_URL"
@@ -220,3 +223,16 @@ def mageflow_worker(mageflow_app: Celery) -> Iterator[WorkerFactory]:
             return stack.enter_context(worker)
 
         yield make
+
+
+@pytest.fixture
+def swarm_recorder() -> Iterator[SwarmRecorder]:
+    """Record the swarms the code under test starts instead of running them: no Redis, no worker.
+
+    Example:
+        >>> def test_nightly_import(swarm_recorder):  # doctest: +SKIP
+        ...     start_nightly_import()
+        ...     swarm_recorder.assert_swarm_dispatched("import", tasks=["tasks.load"] * 3, kwargs={"day": "mon"})
+    """
+    with SwarmRecorder() as recorder:
+        yield recorder

@@ -24,7 +24,7 @@ import redis
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject
 
-from mageflow_celery import install
+from mageflow_celery import install, swarm
 from mageflow_celery.keys import MEMBER_SEP, parse_member_task_id
 
 ENV_PREFIX = "MAGEFLOW_FAULTS_"
@@ -99,6 +99,7 @@ def _register(app: Celery) -> None:
 
     _register_endings(app)
     _register_worker_loss(app)
+    _register_creators(app)
 
     @app.task(name="faults.callback", bind=True, shared=False)
     def callback(self: Task, value: Any, kind: str = "success") -> None:
@@ -170,6 +171,29 @@ def _register_handoffs(app: Celery) -> None:
     def replace_later(self: Task) -> Any:
         """Replaces itself with ``faults.value`` routed to the queue ``later``."""
         return self.replace(app.signature("faults.value", args=("r",), queue="later"))
+
+
+def _register_creators(app: Celery) -> None:
+    """Tasks that create a swarm and are then retried, or die and are redelivered (N5)."""
+
+    def create(task: Task) -> str:
+        result = swarm(tasks=[app.signature("faults.work")], is_swarm_closed=True, app=app).apply_async()
+        _probe_client(app).rpush(f"faults:created:{task.request.id}", result.id)
+        return str(result.id)
+
+    @app.task(name="faults.create_then_retry", bind=True, shared=False, max_retries=2, default_retry_delay=0)
+    def create_then_retry(self: Task) -> str:
+        swarm_id = create(self)
+        if self.request.retries < 2:
+            raise self.retry()
+        return swarm_id
+
+    @app.task(name="faults.create_then_die", bind=True, shared=False, acks_late=True, reject_on_worker_lost=True)
+    def create_then_die(self: Task) -> str:
+        swarm_id = create(self)
+        if _probe_client(app).set(f"faults:died:{self.request.id}", 1, nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return swarm_id
 
 
 def _register_worker_loss(app: Celery) -> None:

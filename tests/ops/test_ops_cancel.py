@@ -175,6 +175,29 @@ def test_terminating_a_chain_member_kills_the_step_that_is_executing_and_later_s
     assert res.progress().state == ("failed" if how == "revoke_on_failure" else "cancelled")
 
 
+def test_cancel_with_terminate_reaches_running_members_of_nested_swarms(
+    ops: Ops, mageflow_worker: WorkerFactory
+) -> None:
+    # Given an outer swarm whose nested swarm's member executes in a prefork child
+    mageflow_worker(pool="prefork", concurrency=2)
+    nested = swarm(tasks=[ops.gated.s(0), ops.gated.s(1)], config={"max_concurrency": 1}, is_swarm_closed=True)
+    res = swarm(tasks=[nested], is_swarm_closed=True, app=ops.app).apply_async()
+    pid = wait_for(lambda: ops.pid(0), message="the nested member to start in a child")
+
+    # When the outer swarm is cancelled with terminate=True
+    assert res.cancel(terminate=True) is True
+
+    # Then the child running the nested member is killed, the nested swarm is cancelled, its other member
+    # never runs
+    wait_for(lambda: not _alive(pid), timeout_s=20, message=f"child {pid} to be terminated")
+    child = SwarmResult(member_task_id(res.id, 0), app=ops.app)
+    wait_for(lambda: child.progress().state == "cancelled", message="the nested swarm to be cancelled")
+    ops.open_all()
+    ops.roundtrip()
+    assert ops.started() == [0] and ops.ended() == []
+    assert res.progress().state == "cancelled"
+
+
 def test_lifecycle_calls_return_whether_they_changed_something(ops: Ops) -> None:
     # Given a created, not started swarm
     s = swarm(tasks=[ops.gated.s(0)], app=ops.app)

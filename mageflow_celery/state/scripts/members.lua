@@ -46,8 +46,11 @@ if #ids > 0 then
   local sigs = redis.call('HMGET', K_MEMBERS, unpack(ids))
   local errs = redis.call('HMGET', K_ERRORS, unpack(ids))
   for i, idx in ipairs(ids) do
+    local letter = letters[i] or ''
+    -- a member given to swarm() has no letter until admitted: queued once the swarm started
+    if letter == '' and tonumber(idx) < m.n_initial and m.state ~= 'pending' then letter = 'q' end
     out[#out + 1] = idx
-    out[#out + 1] = letters[i] or ''
+    out[#out + 1] = letter
     out[#out + 1] = sigs[i] or ''
     out[#out + 1] = errs[i] or false
   end
