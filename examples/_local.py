@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -76,6 +77,20 @@ def local_stack(app: Celery, concurrency: int = 4, pool: str = "threads") -> Ite
                 start_worker(app, pool=pool, concurrency=concurrency, perform_ping_check=False, loglevel="WARNING")
             )
         yield url
+
+
+def wait_with_progress(result: Any, timeout_s: float = 60.0, every_s: float = 0.25) -> Any:
+    """Print the swarm's progress bar while it runs (a line per change), until it finishes."""
+    deadline, last = time.monotonic() + timeout_s, ""
+    while True:
+        progress = result.progress()
+        line = f"{progress.state:<9} {progress.bar()}  running {progress.running + progress.dispatched}"
+        if line != last:
+            print(line)
+            last = line
+        if progress.state in FINISHED or time.monotonic() > deadline:
+            return progress
+        time.sleep(every_s)
 
 
 def callback_result(app: Celery, swarm_id: str, kind: str = "s", position: int = 0, timeout: float = 30) -> Any:

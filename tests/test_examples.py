@@ -40,6 +40,8 @@ MODULES = {
     "examples.django_app.tasks": None,
     "examples.django_app.web": "django",
     "examples.django_app.run": "django",
+    "examples.per_customer.tasks": None,
+    "examples.per_customer.run": None,
     "examples.beat_nightly.tasks": None,
     "examples.beat_nightly.run": None,
 }
@@ -134,6 +136,18 @@ def test_fastapi_app_starts_a_swarm_and_reports_its_progress(examples_env: None)
     with TestClient(api.api) as client:
         assert client.get("/swarms/no-such-swarm").status_code == 404
         assert client.post("/swarms", json={"files": []}).status_code == 422
+
+
+def test_per_customer_swarms_nest_in_one_outer_swarm(examples_env: None) -> None:
+    out = load("examples.per_customer.run").main()
+    assert out["per_customer"] == [
+        [f"acme/{i}@2026-11-30" for i in range(5)],
+        [f"globex/{i}@2026-11-30" for i in range(3)],
+        [f"initech/{i}@2026-11-30" for i in range(4)],
+        None,
+    ]
+    assert out["members"] == ["succeeded", "succeeded", "succeeded", "failed"]
+    assert out["summary"] == "run 2026-11-30: records synced per customer [5, 3, 4, 'failed']"
 
 
 def test_flask_view_starts_a_swarm_and_reports_its_progress(examples_env: None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from examples._local import callback_result, local_stack
+from examples._local import callback_result, local_stack, wait_with_progress
 from examples.batch_tolerance.tasks import BatchMessage, app, mf
 from mageflow_celery import SwarmConfig, SwarmFailedError
 
@@ -27,6 +27,7 @@ def run_batch(message: BatchMessage) -> dict[str, Any]:
     )
     result = batch_swarm.delay(message)
     try:
+        wait_with_progress(result, timeout_s=120)
         result.get(timeout=120)
     except SwarmFailedError as exc:
         alert = callback_result(app, result.id, kind="e")

@@ -63,5 +63,5 @@ def send_failure_alert(summary: dict[str, Any]) -> str:
     return (
         f"ALERT batch swarm {summary['name']}: {summary['failed']} records failed "
         f"(limit {summary['stop_after_n_failures']}), {summary['succeeded']} succeeded, "
-        f"{summary['cancelled']} never ran; first error: {first['type']}: {first['message']}"
+        f"{summary['cancelled']} never ran; first error: {first['exc_type']}: {first['message']}"
     )

@@ -6,7 +6,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from examples._local import local_stack
+from examples._local import local_stack, wait_with_progress
 from examples.file_processing.tasks import ProcessingMessage, app
 from mageflow_celery import SwarmConfig, swarm
 
@@ -35,6 +35,7 @@ def main() -> dict[str, object]:
             app=app,
         )
         result = file_swarm.delay(ProcessingMessage(delimiter=","))
+        wait_with_progress(result)
         per_file = result.get(timeout=60)
         progress = result.progress()
         print(f"swarm {result.id}: {progress.succeeded}/{progress.total} files processed, 3 at a time")

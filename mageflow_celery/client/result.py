@@ -73,6 +73,14 @@ class SwarmProgress(BaseModel):
         """Members that finished (succeeded, failed or cancelled)."""
         return self.succeeded + self.failed + self.cancelled
 
+    def bar(self, width: int = 30) -> str:
+        """A one-line progress bar, e.g. ``[#########---------------------] 12/40``.
+
+        Example:
+            >>> print(result.progress().bar())
+        """
+        return progress_bar(self.done, self.total, width) + f" {self.done}/{self.total}"
+
     def __repr__(self) -> str:
         return (
             f"<SwarmProgress {self.swarm_id} {self.state}{' closed' if self.closed else ''}: "
@@ -82,6 +90,12 @@ class SwarmProgress(BaseModel):
         )
 
     __str__ = __repr__
+
+
+def progress_bar(done: int, total: int, width: int = 30) -> str:
+    """``[####------]``: ``done`` of ``total`` as a bar ``width`` characters wide (full when done)."""
+    filled = width if total and done >= total else (width * done // total if total else 0)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
 def _float(meta: dict[str, bytes], name: str) -> float | None:

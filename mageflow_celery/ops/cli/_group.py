@@ -13,7 +13,7 @@ import click
 from celery import Celery, current_app
 from kombu.exceptions import OperationalError
 
-from ...client.result import SwarmProgress
+from ...client.result import SwarmProgress, progress_bar
 from ...errors import MageflowError, StateStoreError, SwarmNotFoundError
 
 #: Exit code: the watched swarm failed or was cancelled (also any other mageflow error).
@@ -127,8 +127,7 @@ def _when(ts: float | None) -> str:
 
 
 def _bar(done: int, total: int, width: int = _BAR_WIDTH) -> str:
-    filled = width if total and done >= total else (width * done // total if total else 0)
-    return "[" + "#" * filled + "-" * (width - filled) + "]"
+    return progress_bar(done, total, width)
 
 
 def _as_json(p: SwarmProgress) -> dict[str, Any]:
