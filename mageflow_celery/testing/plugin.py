@@ -67,11 +67,24 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def redis_unavailable(reason: str) -> NoReturn:
-    """Skip the current test because Redis is unavailable, or fail it when running in CI."""
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip the current test because a service it needs (Redis, RabbitMQ, a database) is unavailable, or
+    fail it when running in CI, where every service must be there: a test never passes silently.
+
+    Example:
+        >>> try:  # doctest: +SKIP
+        ...     Connection(amqp_url).ensure_connection(max_retries=1)
+        ... except Exception as exc:
+        ...     service_unavailable(f"RabbitMQ at {amqp_url} is unreachable: {exc!r}")
+    """
     if in_ci():
         pytest.fail(f"{reason} (failing instead of skipping because CI is set)", pytrace=False)
     pytest.skip(reason)
+
+
+def redis_unavailable(reason: str) -> NoReturn:
+    """Skip the current test because Redis is unavailable, or fail it when running in CI."""
+    service_unavailable(reason)
 
 
 def _check_reachable(url: str) -> None:
