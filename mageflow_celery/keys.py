@@ -27,9 +27,15 @@ key                           type   content
                                      the receiving delivery's lease token (empty while dispatched),
                                      flags (``p`` publish failed, ``u`` a duplicate copy was dropped) and
                                      when it was dispatched
-``<p>:swarms``                zset   global index of active swarms (id -> created_at), written outside
+``<p>:swarms``                zset   global index of unfinished swarms (id -> created_at), written outside
                                      the scripts; readers drop stale entries
+``<p>:finished``              zset   global index of finished swarms (id -> finished_at), moved there
+                                     once by their finalization; readers drop expired entries
 ``<p>:reaper``                str    lock held by the worker whose reaper is active
+``<p>:stats``                 hash   counters for the metrics: members admitted / succeeded / failed /
+                                     cancelled and the hand-off latency histogram (``hl:<le>``, ``hl_sum``)
+                                     of finished swarms, folded in once by each finalization; reaper
+                                     actions (``reaper_<action>``)
 ============================  =====  ===================================================================
 
 TTL: every key of an unfinished swarm carries ``idle_ttl_s`` (refreshed by state changes); a finished
@@ -140,8 +146,18 @@ class SwarmKeys:
 
 
 def index_key(prefix: str) -> str:
-    """The global index of active swarms (a zset, id -> created_at)."""
+    """The global index of unfinished swarms (a zset, id -> created_at)."""
     return f"{prefix}:swarms"
+
+
+def finished_index_key(prefix: str) -> str:
+    """The global index of finished swarms whose state is still kept (a zset, id -> finished_at)."""
+    return f"{prefix}:finished"
+
+
+def stats_key(prefix: str) -> str:
+    """The key prefix's statistics hash (counters folded in by finished swarms and the reaper; metrics)."""
+    return f"{prefix}:stats"
 
 
 def reaper_lock_key(prefix: str) -> str:

@@ -365,6 +365,28 @@ class SwarmResult(_AsyncResultBase):
         self._each_child(lambda child: child.resume())
         return tr.status == "ok"
 
+    def set_max_concurrency(self, n: int) -> bool:
+        """Change the swarm's limit (F4): raising it admits at once, lowering it lets running members finish.
+        ``True`` if this call changed it.
+
+        Raises:
+            ValueError: ``n`` < 1.
+            SwarmNotFoundError: no swarm has this id.
+
+        Example:
+            >>> SwarmResult(swarm_id, app=app).set_max_concurrency(50)
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_concurrency must be an int >= 1, not {n!r}")
+        rt = self._rt
+        tr = rt.store.resize(self.id, n, want_ctx=rt.cached_ctx(self.id) is None)
+        if tr.status == "unknown":
+            raise SwarmNotFoundError(self.id)
+        if tr.status == "ok":
+            logger.info("swarm %s resized to max_concurrency=%d", self.id, n)
+            advance(rt, self.id, tr)
+        return tr.status == "ok"
+
     def cancel(self, terminate: bool = False) -> bool:
         """Cancel the swarm and its nested swarms (see S9). ``True`` if this call cancelled it."""
         rt = self._rt

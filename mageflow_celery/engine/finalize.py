@@ -75,10 +75,33 @@ def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
     if canvas:
         publish_result_task(rt, swarm_id, fin, value, canvas)
     # Not the publishing above: a retried publish would run the callbacks twice.
-    with_retries(f"swarm {swarm_id}: release claim", rt.store.finalized, swarm_id)
+    released = with_retries(f"swarm {swarm_id}: release claim", rt.store.finalized, swarm_id)
+    if released == "ok":  # the one release of the claim: fold the swarm's counters into the stats once
+        fold_stats(rt, swarm_id)
     name = meta.get("name", b"").decode() or None
     logger.info("swarm %s (%s) %s", swarm_id, name, _FIN_STATE[fin])
     swarm_finished.send(sender=swarm_id, app=app, name=name, state=_FIN_STATE[fin])
+
+
+#: Counters of a swarm's meta folded into the key prefix's stats when it finishes (metrics, O2).
+STAT_FIELDS = ("admitted", "succeeded", "failed", "cancelled")
+
+
+def fold_stats(rt: Runtime, swarm_id: str) -> None:
+    """Add a finished swarm's counters (members, hand-off latencies) to the key prefix's statistics, and
+    move it to the index of finished swarms."""
+    try:
+        meta = rt.store.meta(swarm_id)
+        counts: dict[str, float] = {f"members_{name}": int(float(meta.get(name, b"0"))) for name in STAT_FIELDS}
+        counts.update({k: int(v) for k, v in meta.items() if k.startswith("hl:")})
+        if "hl_sum" in meta:
+            counts["hl_sum"] = float(meta["hl_sum"])
+        state = meta.get("state", b"").decode()
+        counts[f"swarms_{state}"] = 1
+        rt.store.add_stats(counts)
+        rt.store.mark_finished(swarm_id, float(meta.get("finished_at", b"0") or 0))
+    except Exception:
+        logger.warning("swarm %s: could not fold its counters into the metrics", swarm_id, exc_info=True)
 
 
 def publish_result_task(rt: Runtime, swarm_id: str, fin: str, value: Any, canvas: dict[str, Any]) -> None:

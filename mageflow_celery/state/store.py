@@ -17,7 +17,7 @@ import redis
 from redis.commands.core import Script
 
 from ..errors import StateStoreError
-from ..keys import SwarmKeys, index_key, reaper_lock_key
+from ..keys import SwarmKeys, finished_index_key, index_key, reaper_lock_key, stats_key
 from .scripts import SOURCES
 
 
@@ -165,6 +165,10 @@ class SwarmStore:
     def resume(self, swarm_id: str, want_ctx: bool) -> Transition:
         return _transition(self._run("resume", swarm_id, [int(want_ctx)]))
 
+    def resize(self, swarm_id: str, limit: int, want_ctx: bool) -> Transition:
+        """Set ``max_concurrency``; raising it admits at once (``ok``), ``noop`` when nothing changed."""
+        return _transition(self._run("resize", swarm_id, [limit, int(want_ctx)]))
+
     def cancel(self, swarm_id: str) -> Transition:
         return _transition(self._run("cancel", swarm_id))
 
@@ -238,22 +242,40 @@ class SwarmStore:
                 out[key] = int(self._read(key, self.client.ttl, key))
         return out
 
-    # -- global index (outside the scripts; readers drop stale entries) -----------------------------
+    # -- per-prefix statistics (metrics): finished swarms' counters, reaper actions -------------------
+
+    def add_stats(self, counts: dict[str, float]) -> None:
+        """Add ``counts`` to the key prefix's statistics hash (one pipelined round trip)."""
+        if not counts:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for name, value in counts.items():
+            if isinstance(value, int):
+                pipe.hincrby(stats_key(self.prefix), name, value)
+            else:
+                pipe.hincrbyfloat(stats_key(self.prefix), name, value)
+        self._read("stats", pipe.execute)
+
+    def stats(self) -> dict[str, float]:
+        """The key prefix's statistics: counters of finished swarms and of reaper actions."""
+        raw = self._read("stats", self.client.hgetall, stats_key(self.prefix))
+        return {_s(k): float(v) for k, v in raw.items()}
+
+    # -- global indexes (outside the scripts; readers drop stale entries) ---------------------------
 
     def _index_add(self, swarm_id: str) -> None:
         self._read("index", self.client.zadd, index_key(self.prefix), {swarm_id: time.time()})
 
+    def mark_finished(self, swarm_id: str, finished_at: float) -> None:
+        """Move a swarm from the index of unfinished swarms to the index of finished ones (once)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrem(index_key(self.prefix), swarm_id)
+        pipe.zadd(finished_index_key(self.prefix), {swarm_id: finished_at})
+        self._read("index", pipe.execute)
+
     def active_ids(self) -> list[str]:
-        """Ids in the index of swarms whose state still exists (stale entries are removed)."""
-        key = index_key(self.prefix)
-        ids = [_s(x) for x in self._read("index", self.client.zrange, key, 0, -1)]
-        alive = []
-        for swarm_id in ids:
-            if self._read("index", self.client.exists, self.keys(swarm_id).meta):
-                alive.append(swarm_id)
-            else:
-                self._read("index", self.client.zrem, key, swarm_id)
-        return alive
+        """Ids of the unfinished swarms whose state still exists (stale entries are removed)."""
+        return [swarm_id for swarm_id, _ in self.indexed(["state"])]
 
     def metas(self, swarm_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, bytes]]:
         """The given meta fields of several swarms in one pipelined round trip (``{}`` for a missing swarm)."""
@@ -263,13 +285,22 @@ class SwarmStore:
         rows = self._read("meta", pipe.execute) if swarm_ids else []
         return [{f: bytes(v) for f, v in zip(fields, row, strict=True) if v is not None} for row in rows]
 
-    def indexed(self, fields: Sequence[str]) -> list[tuple[str, dict[str, bytes]]]:
-        """``(id, meta fields)`` of every indexed swarm that still exists, newest first.
+    def count_indexed(self, finished: bool = False) -> int:
+        """How many swarms the index holds (unfinished ones, or finished ones within their result TTL)."""
+        key = finished_index_key(self.prefix) if finished else index_key(self.prefix)
+        return int(self._read("index", self.client.zcard, key))
+
+    def indexed(
+        self, fields: Sequence[str], finished: bool = False, offset: int = 0, limit: int | None = None
+    ) -> list[tuple[str, dict[str, bytes]]]:
+        """``(id, meta fields)`` of indexed swarms that still exist, newest first: unfinished ones, or (with
+        ``finished``) finished ones within their result TTL; a page of them with ``offset``/``limit``.
 
         Entries whose swarm expired (no ``state`` field) are removed from the index.
         """
-        key = index_key(self.prefix)
-        ids = [_s(x) for x in self._read("index", self.client.zrevrange, key, 0, -1)]
+        key = finished_index_key(self.prefix) if finished else index_key(self.prefix)
+        stop = -1 if limit is None else offset + limit - 1
+        ids = [_s(x) for x in self._read("index", self.client.zrevrange, key, offset, stop)]
         rows = self.metas(ids, list(dict.fromkeys(["state", *fields]))) if ids else []
         stale = [swarm_id for swarm_id, row in zip(ids, rows, strict=True) if "state" not in row]
         if stale:

@@ -31,6 +31,7 @@ Layer: ``worker`` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import weakref
@@ -129,6 +130,11 @@ class Reaper:
                 logger.exception("swarm %s: the reaper failed; retrying next tick", swarm_id)
         if report:
             logger.info("reaper: %s", report)
+            counts = {f"reaper_{k}": v for k, v in dataclasses.asdict(report).items() if v and k != "swarms"}
+            try:
+                self.rt.store.add_stats(counts)
+            except Exception:
+                logger.warning("reaper: could not count its actions in the metrics", exc_info=True)
         return report
 
     def reap_swarm(self, swarm_id: str, report: ReapReport) -> None:

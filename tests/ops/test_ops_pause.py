@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from celery import Celery
+from celery.bin.base import CLIContext
 from celery.contrib.testing.worker import start_worker
+from click.testing import CliRunner, Result
 from opskit import Ops
 
 from mageflow_celery import SwarmConfig, SwarmResult, swarm
+from mageflow_celery.ops.cli import swarm as swarm_cli
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
@@ -110,3 +114,42 @@ def test_a_swarm_paused_before_it_starts_admits_nothing_until_resumed(ops: Ops, 
     ops.open_all()
     assert res.resume() is True
     assert res.get(timeout=20) == [0, 10]
+
+
+def run_cli(app: Celery, args: list[str]) -> Result:
+    obj = CLIContext(app=app, no_color=True, workdir=None, quiet=False)
+    return CliRunner().invoke(swarm_cli, args, obj=obj)
+
+
+def test_resize_raises_the_limit_at_once_and_lowering_it_lets_running_members_finish(
+    ops: Ops, mageflow_worker: WorkerFactory
+) -> None:
+    # Given a swarm of 6 gated members with limit 1, its first member running
+    mageflow_worker(concurrency=6)
+    s = swarm(tasks=[ops.gated.s(i) for i in range(6)], config=SwarmConfig(max_concurrency=1), app=ops.app)
+    res = s.apply_async()
+    ops.wait_started(0)
+
+    # When the limit is raised to 3 (the CLI's resize command), then two more start at once
+    result = run_cli(ops.app, ["resize", res.id, "3"])
+    assert result.exit_code == 0, result.output
+    ops.wait_started(0, 1, 2)
+    assert res.progress().max_concurrency == 3
+
+    # When it is lowered to 1 while 3 run, then none is revoked, and no new member starts while 3 hold
+    assert res.set_max_concurrency(1) is True
+    assert res.set_max_concurrency(1) is False  # no change
+    ops.mark("lowered")
+    ops.open(0, 1)
+    wait_for(lambda: res.progress().running + res.progress().dispatched == 1, message="two to finish")
+    ops.roundtrip()
+    assert [e for e in ops.between("lowered") if e.startswith("start:")] == []
+    # And once the last running one finishes, the next starts (one at a time)
+    ops.open(2)
+    ops.wait_started(3)
+    assert res.progress().running + res.progress().dispatched == 1
+    with pytest.raises(ValueError):
+        res.set_max_concurrency(0)
+    ops.open_all()
+    s.close_swarm()
+    assert res.get(timeout=20) == [0, 10, 20, 30, 40, 50]

@@ -47,6 +47,7 @@ CLOSE_HELP = (
 )
 YES_HELP = "Do not ask for confirmation."
 REAP_HELP = "Run one reaper pass now: recover members whose worker died and finalizations left half-done."
+RESIZE_HELP = "Change a swarm's max_concurrency: raising it admits at once, lowering it lets running members finish."
 MEMBERS_HELP = "List one page of a swarm's members in member order: index, state, task, task id and error."
 STATE_HELP = "Only members in this state."
 OFFSET_HELP = "Rows to skip (after the state filter)."

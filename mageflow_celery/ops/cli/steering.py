@@ -21,6 +21,7 @@ from ._group import (
     JSON_HELP,
     PAUSE_HELP,
     REAP_HELP,
+    RESIZE_HELP,
     RESUME_HELP,
     TERMINATE_HELP,
     YES_HELP,
@@ -131,3 +132,18 @@ def reap(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(counts, indent=2))
         return
     click.echo("Reaper pass done: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing to report") + ".")
+
+
+@swarm.command("resize", help=RESIZE_HELP)
+@click.argument("swarm_id")
+@click.argument("max_concurrency", type=click.IntRange(min=1))
+@click.pass_context
+def resize(ctx: click.Context, swarm_id: str, max_concurrency: int) -> None:
+    result = SwarmResult(swarm_id, app=_app(ctx))
+    if result.set_max_concurrency(max_concurrency):
+        p = result.progress()
+        click.echo(
+            f"Resized swarm {swarm_id}: at most {max_concurrency} at once; {p.running + p.dispatched} hold a token now."
+        )
+    else:
+        click.echo(_unchanged(result, f"at max_concurrency={max_concurrency}"))

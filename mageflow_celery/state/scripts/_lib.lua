@@ -23,7 +23,7 @@ local FIELDS = {
   'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
   'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
   'idle_ttl', 'result_ttl', 'ttl_at', 'dispatch_to', 'lease_s', 'fin', 'nerr', 'max_err',
-  'revoke_on_fail',
+  'revoke_on_fail', 'admitted',
 }
 local TEXT = {state = true, fin = true}
 
@@ -124,6 +124,20 @@ local function put_owner(idx, o)
   redis.call('HSET', K_OWNERS, idx, o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0)
 end
 
+-- Upper bounds (seconds) of the hand-off latency histogram: a member's admission to its receipt.
+local LATENCY_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+-- Count one hand-off latency in the swarm's histogram (meta fields hl:<le>, hl_sum): folded into the
+-- key prefix's stats when the swarm finishes, read by the metrics.
+local function observe_latency(seconds)
+  local le = '+Inf'
+  for _, bound in ipairs(LATENCY_BUCKETS) do
+    if seconds <= bound then le = tostring(bound); break end
+  end
+  redis.call('HINCRBY', K_META, 'hl:' .. le, 1)
+  redis.call('HINCRBYFLOAT', K_META, 'hl_sum', seconds)
+end
+
 -- The first deadline of a dispatched member: the reaper looks at it after lease_s (did a worker
 -- without mageflow run it?), and re-publishes it once dispatch_timeout_s passed since t0.
 local function dispatch_deadline(m, t)
@@ -155,6 +169,7 @@ local function admit(m, t)
   bulk('HSET', K_OWNERS, own)
   incr(m, 'queued', -#ids)
   incr(m, 'dispatched', #ids)
+  incr(m, 'admitted', #ids)
   return ids, sigs
 end
 

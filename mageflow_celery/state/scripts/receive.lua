@@ -47,6 +47,7 @@ if st == 'd' then
   redis.call('HSET', K_MSTATE, idx, 'r')
   incr(m, 'dispatched', -1)
   incr(m, 'running', 1)
+  if o.e == 0 and o.s == 0 then observe_latency(math.max(0, t - o.t0)) end
 end
 o.s = step
 o.tok = ARGV[3]
