@@ -31,6 +31,10 @@ key                           type   content
                                      the scripts; readers drop stale entries
 ``<p>:finished``              zset   global index of finished swarms (id -> finished_at), moved there
                                      once by their finalization; readers drop expired entries
+``<p>:due``                   zset   swarm id -> the next time the reaper must look at it (a token's
+                                     deadline, a finalization claim's, a rate's next slot): entries are
+                                     added by client-side admissions ("soon") and failed publishes, moved
+                                     by the reaper to each swarm's real next deadline, dropped when none
 ``<p>:reaper``                str    lock held by the worker whose reaper is active
 ``<p>:stats``                 hash   counters for the metrics: members admitted / succeeded / failed /
                                      cancelled and the hand-off latency histogram (``hl:<le>``, ``hl_sum``)
@@ -153,6 +157,11 @@ def index_key(prefix: str) -> str:
 def finished_index_key(prefix: str) -> str:
     """The global index of finished swarms whose state is still kept (a zset, id -> finished_at)."""
     return f"{prefix}:finished"
+
+
+def due_key(prefix: str) -> str:
+    """The due index: a zset of swarm ids -> the next time the reaper must look at them."""
+    return f"{prefix}:due"
 
 
 def stats_key(prefix: str) -> str:

@@ -13,8 +13,14 @@ from ..state.store import Transition
 
 
 def advance(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
-    """Publish (or, eagerly, run) what ``tr`` admitted, revoke what it asks, finalize when it decided."""
+    """Publish (or, eagerly, run) what ``tr`` admitted, revoke what it asks, finalize when it decided.
+
+    Members admitted by a client call get deadlines: the swarm goes into the reaper's due index (a worker's
+    report, the hot path, admits only in swarms that hold tokens, which are indexed already).
+    """
     if inline_wanted(rt.app):
         drive(rt, swarm_id, tr, terminate)
-    else:
-        follow(rt, swarm_id, tr, terminate)
+        return
+    if tr.admitted:
+        rt.store.schedule_soon(swarm_id)
+    follow(rt, swarm_id, tr, terminate)

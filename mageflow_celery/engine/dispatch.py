@@ -49,6 +49,7 @@ def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) 
         broker_error = broker_error or published.error
         if published.unsent:
             with_retries(f"swarm {swarm_id}: flag unpublished", rt.store.unpublished, swarm_id, published.unsent)
+            rt.store.schedule_soon(swarm_id, 0.0)  # the reaper re-publishes them at its next look
         revoke_and_finalize(rt, swarm_id, tr, terminate)
         if not published.failed:
             break

@@ -14,6 +14,7 @@ from typing import Any
 from celery.app.task import Context
 from celery.canvas import signature
 
+from ..config import FINALIZE_CLAIM_S
 from ..keys import callback_task_id
 from ..signals import swarm_finished
 from .model import callback_call
@@ -29,6 +30,11 @@ RESULT_TASK = "mageflow.swarm_result"
 #: Canvas flag of a nested swarm: its outcome reaches its parent through the result task, always.
 NESTED = "nested"
 _FIN_STATE = {"s": "succeeded", "f": "failed", "c": "cancelled"}
+
+
+def claim_period_s(app: Any) -> float:
+    """Seconds a finalization claim may stay unreleased before the reaper re-runs it."""
+    return float(app.conf.get("mageflow_finalize_claim_s") or FINALIZE_CLAIM_S)
 
 
 def ordered_results(rt: Runtime, swarm_id: str, meta: dict[str, bytes]) -> list[Any]:
@@ -51,8 +57,13 @@ def outcome_value(rt: Runtime, swarm_id: str, fin: str, meta: dict[str, bytes]) 
 
 
 def finalize(rt: Runtime, swarm_id: str, fin: str) -> None:
-    """Publish the callbacks of the decision ``fin`` once (deterministic ids), then release the claim."""
+    """Publish the callbacks of the decision ``fin`` once (deterministic ids), then release the claim.
+
+    The swarm goes into the reaper's due index for the claim's deadline first, so a finalizer that dies
+    before releasing the claim is taken over (R2).
+    """
     app = rt.app
+    rt.store.schedule_soon(swarm_id, claim_period_s(app))
     meta = with_retries(f"swarm {swarm_id}: finalize read", rt.store.meta, swarm_id)
     raw_def = meta.get("def")
     definition = rt.task_codec.loads(raw_def) if raw_def else {"success": [], "error": [], "canvas": {}}

@@ -17,7 +17,7 @@ import redis
 from redis.commands.core import Script
 
 from ..errors import StateStoreError
-from ..keys import SwarmKeys, finished_index_key, index_key, reaper_lock_key, stats_key
+from ..keys import SwarmKeys, due_key, finished_index_key, index_key, reaper_lock_key, stats_key
 from .scripts import SOURCES
 
 
@@ -193,9 +193,9 @@ class SwarmStore:
 
     # -- reads --------------------------------------------------------------------------------------
 
-    def _read(self, what: str, fn: Any, *args: Any) -> Any:
+    def _read(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except redis.RedisError as exc:
             raise StateStoreError(f"reading {what} failed: {exc}") from exc
 
@@ -347,11 +347,50 @@ class SwarmStore:
         ]
         state, stale, on_lost = _s(reply[1]), _s(reply[2]), _s(reply[3])
         now, lease_s, dispatch_to = (float(_s(x)) for x in reply[5:8])
-        return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to)
+        next_at = float(_s(reply[8])) if _s(reply[8]) else None
+        return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to, next_at)
 
     def requeue(self, swarm_id: str, indices: Sequence[int], want_ctx: bool) -> Transition:
         """Re-publish members whose token deadline passed (in a new publish epoch); cancel them in an ended swarm."""
         return _transition(self._run("requeue", swarm_id, [int(want_ctx), *indices]))
+
+    # -- the due index: what the reaper must look at, and when -----------------------------------------
+
+    def schedule(self, member: str, when: float) -> None:
+        """Have the reaper look at ``member`` (a swarm id) at ``when`` at the latest (epoch seconds)."""
+        self._read("due", self.client.zadd, due_key(self.prefix), {member: when}, lt=True)
+
+    def schedule_soon(self, member: str, delay_s: float = 1.0) -> None:
+        """Have the reaper look at ``member`` within ``delay_s`` (it then finds its real next deadline)."""
+        self.schedule(member, time.time() + delay_s)
+
+    def unscheduled(self, members: Sequence[str]) -> list[str]:
+        """Which of ``members`` have no entry in the due index (one pipelined round trip)."""
+        if not members:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for member in members:
+            pipe.zscore(due_key(self.prefix), member)
+        scores = self._read("due", pipe.execute)
+        return [member for member, score in zip(members, scores, strict=True) if score is None]
+
+    def due(self, limit: int) -> tuple[float, list[tuple[str, str]]]:
+        """``(now, [(member, score)])``: what is due now by the state Redis's clock, earliest first."""
+        self.calls += 1
+        try:
+            reply = self._scripts["due/peek"](keys=[due_key(self.prefix)], args=[limit])
+        except redis.RedisError as exc:
+            raise StateStoreError(f"reading the due index failed: {exc}") from exc
+        flat = reply[1]
+        return float(_s(reply[0])), [(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def reschedule(self, member: str, taken_score: str, next_at: float | None) -> bool:
+        """Move a due entry the reaper took to ``next_at`` (drop it with ``None``), unless it moved meanwhile."""
+        args = [member, taken_score, "" if next_at is None else repr(next_at)]
+        try:
+            return bool(self._scripts["due/reschedule"](keys=[due_key(self.prefix)], args=args))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"rescheduling {member} failed: {exc}") from exc
 
     def reaper_lock(self, ttl_s: float) -> ReaperLock:
         """The lock electing the one active reaper of this key prefix."""
@@ -424,6 +463,8 @@ class Reaped:
     now: float = 0.0
     lease_s: float = 60.0
     dispatch_timeout_s: float = 900.0
+    #: The earliest deadline still ahead (the reaper looks again then); ``None``: none.
+    next_at: float | None = None
 
 
 class ReaperLock:

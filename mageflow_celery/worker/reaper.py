@@ -1,30 +1,16 @@
-"""The reaper: recovers members whose worker vanished without a signal, and stale finalizations (R2, R3).
+"""The reaper: finds what is due and reconciles it (R2, R3, D6); one active per key prefix.
 
-Every live worker runs a :class:`ReaperStep` (a bootstep with its own timer thread); one of them at a
-time per key prefix is active, elected by a Redis lock with a TTL. Each tick (:func:`reap_once`)
-looks at every indexed swarm that may still change:
+Every live worker runs a :class:`ReaperStep` (a bootstep with its own thread); one of them at a time per
+key prefix is active, elected by a Redis lock with a TTL. The active one asks the **due index**
+(``<p>:due``, a zset of swarm id -> the next time to look at it) what is due, every ``poll_s``
+(``mageflow_reaper_poll_s``, default 0.05 s), and hands each due swarm to the
+:class:`~mageflow_celery.worker.reconcile.Reconciler`, then moves its entry to the swarm's next deadline
+(or drops it). So its cost follows the work that is due, not the number of swarms (P5).
 
-* a **dispatched** member no worker received within ``dispatch_timeout_s`` is re-published with the
-  same task id (unless the result backend already holds its outcome);
-* a **running** member whose lease expired (its worker stopped renewing it) is reconciled from the
-  result backend first:
-
-  =================================================  ====================================================
-  stored state of the member's task id               action
-  =================================================  ====================================================
-  SUCCESS / FAILURE                                  apply that outcome (the normal report path)
-  REVOKED                                            failed
-  RETRY                                              still in flight: extend the lease
-  PENDING / STARTED, task with ``acks_late``         wait for the broker to redeliver it (visibility
-                                                     timeout after the lease expired), then ``on_lost``
-  PENDING / STARTED otherwise                        ``on_lost``: ``"retry"`` re-publishes it with the
-                                                     same task id; ``"fail"`` fails it (WorkerLostError)
-  =================================================  ====================================================
-
-* a finalization claimed and not released within ``FINALIZE_CLAIM_S`` is re-run (same callback ids).
-
-A member that comes back late after being re-published is counted once: its outcome finds it already
-recorded (R1).
+The index is kept without a write per member transition: a client call that admits members indexes the
+swarm "soon", and the reaper moves the entry to the swarm's real next deadline when it looks; a swarm
+whose entry was lost (a client that died between its admission and indexing it) is found by a sweep that
+reads one small page of the index of unfinished swarms per tick (``mageflow_reaper_interval_s``).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -34,283 +20,99 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import weakref
-from dataclasses import dataclass, fields
 from typing import Any
 
-from billiard.exceptions import WorkerLostError
-from celery import Celery, bootsteps, states
-from celery.backends.base import DisabledBackend
+from celery import Celery, bootsteps
 
-from ..config import FINALIZE_CLAIM_S
-from ..engine.dispatch import follow
-from ..engine.finalize import finalize
 from ..engine.runtime import Runtime, installed_runtime, runtime_for
-from ..engine.summary import error_record
-from ..errors import MageflowError
-from ..keys import FINAL_STEP, member_task_id, step_task_id
-from ..state.store import Expired, Reaped
 from .checks import warn_tasks_ignoring_results
 from .parts import existing_leases
+from .reconcile import ReapReport, Reconciler
 
 logger = logging.getLogger("mageflow_celery")
 
-#: Seconds between two reaper ticks (``app.conf.mageflow_reaper_interval_s``).
+#: Seconds between two sweeps of the index of unfinished swarms (``app.conf.mageflow_reaper_interval_s``).
 DEFAULT_INTERVAL_S = 10.0
-#: The reaper lock lives this many ticks without renewal (a dead reaper's lock passes on after that).
+#: Seconds between two looks at the due index (``app.conf.mageflow_reaper_poll_s``).
+DEFAULT_POLL_S = 0.05
+#: The reaper lock lives this many sweep intervals without renewal (a dead reaper's lock passes on).
 LOCK_TICKS = 3
-#: Expired members handled per swarm per tick.
-BATCH = 500
-#: Broker visibility timeout assumed when the transport has one and none is configured (kombu's Redis).
-DEFAULT_VISIBILITY_TIMEOUT_S = 3600.0
-#: Transports that redeliver an unacknowledged message as soon as its consumer's connection closes.
-_REDELIVER_AT_ONCE = frozenset({"amqp", "amqps", "pyamqp", "librabbitmq", "memory"})
-_WAIT_STATES = frozenset({states.RETRY})
+#: Due entries handled per look.
+DUE_BATCH = 200
+#: Unfinished swarms the sweep reads per tick (bounded cost, a whole index over many ticks).
+SWEEP_PAGE = 200
+#: A swarm whose handling raised is looked at again this much later.
+RETRY_AFTER_S = 5.0
+_SWEEP_FIELDS = ("dispatched", "running", "fin")
 
-
-@dataclass
-class ReapReport:
-    """What one reaper tick did."""
-
-    #: Swarms looked at.
-    swarms: int = 0
-    #: Expired members whose outcome was found in the result backend and applied.
-    recovered: int = 0
-    #: Expired dispatched members re-published.
-    republished: int = 0
-    #: Lost running members re-published (``on_lost="retry"``).
-    requeued: int = 0
-    #: Lost running members failed (``on_lost="fail"``).
-    lost_failed: int = 0
-    #: Expired members of a cancelled or failed swarm, cancelled.
-    cancelled: int = 0
-    #: Expired members still in flight (RETRY, or waiting for the broker to redeliver them).
-    waiting: int = 0
-    #: Stale finalization claims re-run.
-    finalized: int = 0
-    #: Swarms whose handling raised (logged; retried next tick).
-    errors: int = 0
-
-    def __bool__(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self) if f.name != "swarms")
+__all__ = ["ReapReport", "Reaper", "ReaperStep", "add_to", "reap_once"]
 
 
 def reap_once(app: Celery) -> ReapReport:
-    """Run one reaper tick for ``app`` now, without the lock (tests, ``celery swarm reap``)."""
-    return Reaper(runtime_for(app)).tick()
-
-
-def redelivery_wait_s(app: Celery) -> float:
-    """Seconds after which the broker redelivers an unacknowledged message of a dead worker."""
-    scheme = str(app.conf.broker_url or "").split("://", 1)[0].split("+", 1)[0]
-    if scheme in _REDELIVER_AT_ONCE:
-        return 0.0
-    options = app.conf.broker_transport_options or {}
-    return float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S))
+    """Run one full reaper pass for ``app`` now, without the lock (tests, ``celery swarm reap``): every
+    unfinished swarm holding a token or a finalization claim is looked at, whatever the due index says."""
+    reaper = Reaper(runtime_for(app))
+    reaper.sweep(full=True, now=True)
+    return reaper.tick()
 
 
 class Reaper:
-    """Reconciles expired members and stale finalizations of one app's swarms."""
+    """Looks at what the due index says is due, and sweeps the index of unfinished swarms page by page."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.app = runtime.app
+        self.reconciler = Reconciler(runtime)
+        self._cursor = 0
 
     def tick(self) -> ReapReport:
-        """Look at every indexed swarm that may still change and handle what expired."""
+        """Handle every due swarm (in batches), then record what was done in the stats."""
         report = ReapReport()
-        for swarm_id, row in self.rt.store.indexed(["fin", "dispatched", "running"]):
-            if row.get("fin") == b"done" and _num(row, "dispatched") + _num(row, "running") == 0:
-                continue
-            report.swarms += 1
-            try:
-                self.reap_swarm(swarm_id, report)
-            except Exception:
-                report.errors += 1
-                logger.exception("swarm %s: the reaper failed; retrying next tick", swarm_id)
+        store = self.rt.store
+        while True:
+            now, entries = store.due(DUE_BATCH)
+            for member, score in entries:
+                report.swarms += 1
+                try:
+                    next_at = self.reconciler.reap_swarm(member, report)
+                except Exception:
+                    report.errors += 1
+                    next_at = now + RETRY_AFTER_S
+                    logger.exception("swarm %s: the reaper failed; looking again in %.0fs", member, RETRY_AFTER_S)
+                store.reschedule(member, score, next_at)
+            if len(entries) < DUE_BATCH:
+                break
         if report:
-            logger.info("reaper: %s", report)
-            counts = {f"reaper_{k}": v for k, v in dataclasses.asdict(report).items() if v and k != "swarms"}
-            try:
-                self.rt.store.add_stats(counts)
-            except Exception:
-                logger.warning("reaper: could not count its actions in the metrics", exc_info=True)
+            self._record(report)
         return report
 
-    def reap_swarm(self, swarm_id: str, report: ReapReport) -> None:
-        claim_s = float(self.app.conf.get("mageflow_finalize_claim_s") or FINALIZE_CLAIM_S)
-        reaped = self.rt.store.reap(swarm_id, claim_s, BATCH)
-        if reaped is None or reaped.done:
-            return
-        if reaped.stale_fin:
-            logger.warning("swarm %s: finalization claim is stale; publishing the callbacks again", swarm_id)
-            finalize(self.rt, swarm_id, reaped.stale_fin)
-            report.finalized += 1
-        if reaped.expired:
-            self._expired(swarm_id, reaped, report)
-
-    def _expired(self, swarm_id: str, reaped: Reaped, report: ReapReport) -> None:
-        outcomes: list[tuple[int, str, bytes]] = []
-        requeue: list[int] = []
-        later: list[tuple[int, str, float]] = []
-        unreceived: list[int] = []
-        for member in reaped.expired:
-            action, ran_unseen = self._decide(swarm_id, member, reaped)
-            if ran_unseen:
-                unreceived.append(member.index)
-            if isinstance(action, tuple):
-                outcomes.append(action)
-                report.recovered += action[2] is not _LOST
-            elif action == "requeue":
-                requeue.append(member.index)
-            elif isinstance(action, float):
-                later.append((member.index, member.mstate, action))
-            report.waiting += not isinstance(action, tuple) and action != "requeue"
-        if unreceived:
-            logger.warning(
-                "swarm %s: member(s) %s ran but no worker recorded their receipt: a worker that runs them "
-                "does not call mageflow_celery.install(app) (where its Celery app is defined); their outcome "
-                "is taken from the result backend",
-                swarm_id,
-                unreceived,
-            )
-        report.lost_failed += sum(1 for o in outcomes if o[2] is _LOST)
-        self._apply(swarm_id, [(i, k, _lost_record(swarm_id, i) if p is _LOST else p) for i, k, p in outcomes])
-        if later:
-            self.rt.store.deadlines(swarm_id, later)
-        if requeue:
-            self._requeue(swarm_id, requeue, {m.index: m.mstate for m in reaped.expired}, report)
-
-    def _requeue(self, swarm_id: str, indices: list[int], mstates: dict[int, str], report: ReapReport) -> None:
-        """Re-publish lost members with their own task ids (they keep their tokens), in a new epoch."""
-        tr = self.rt.store.requeue(swarm_id, indices, self.rt.cached_ctx(swarm_id) is None)
-        report.cancelled += int(tr.extra[0]) if tr.extra else 0
-        for member in tr.admitted:
-            if mstates.get(member.index) == "r":
-                report.requeued += 1
-            else:
-                report.republished += 1
-        if tr.admitted:
-            logger.warning("swarm %s: re-publishing member(s) %s", swarm_id, [m.index for m in tr.admitted])
-            follow(self.rt, swarm_id, tr)
-
-    def _decide(self, swarm_id: str, member: Expired, reaped: Reaped) -> tuple[Action, bool]:
-        """What to do with a member whose deadline passed, and whether it ran without a recorded receipt."""
-        task_id = member_task_id(swarm_id, member.index)
-        status, value = self._stored(task_id)
-        unseen = member.mstate == "d" and status not in (None, states.PENDING)
-        if status == states.SUCCESS:
-            return (member.index, "s", self.rt.result_codec.dumps(value, "member result")), unseen
-        if status == states.FAILURE:
-            exc = value if isinstance(value, BaseException) else None
-            return (member.index, "f", error_record(swarm_id, member.index, task_id, exc)), unseen
-        if status == states.REVOKED:
-            return (member.index, "x", error_record(swarm_id, member.index, task_id, None, "TaskRevokedError")), unseen
-        if status is None:
-            return "wait", False
-        if member.mstate == "d":
-            return self._dispatched(swarm_id, member, reaped, status), unseen
-        return self._running(member, reaped, status), False
-
-    def _dispatched(self, swarm_id: str, member: Expired, reaped: Reaped, status: str) -> Action:
-        """A dispatched member no worker received yet (or one that ran on a worker without mageflow, or a
-        nested swarm that runs)."""
-        owner = member.owner
-        if "p" in owner.flags:
-            return "requeue"  # its publish failed: re-publish now, not after the dispatch timeout
-        if status != states.PENDING:
-            return reaped.now + reaped.lease_s  # running unseen (STARTED, RETRY): look again later
-        if self._nested_child_waits(swarm_id, member, reaped):
-            return reaped.now + reaped.lease_s
-        timeout_at = (owner.t0 or member.deadline) + reaped.dispatch_timeout_s
-        if reaped.now >= timeout_at:
-            return "requeue"
-        return min(reaped.now + reaped.lease_s, timeout_at)
-
-    def _nested_child_waits(self, swarm_id: str, member: Expired, reaped: Reaped) -> bool:
-        """Whether the member is a nested swarm (or a chain step that is one) that exists: it holds its
-        parent's token until its result task comes back (N1). A child that finished long ago whose result
-        task never came back is finalized again (same task ids)."""
+    def sweep(self, full: bool = False, now: bool = False) -> int:
+        """Index the unfinished swarms that hold a token or a claim and have no due entry (one page, or
+        ``full``: all); ``now``: due at once instead of soon. Returns how many were indexed."""
         store = self.rt.store
-        candidates = [member_task_id(swarm_id, member.index)]
-        if member.owner.step != FINAL_STEP:
-            candidates.insert(0, step_task_id(swarm_id, member.index, member.owner.step))
-        for child in candidates:
-            row = store.metas([child], ["state", "fin", "finished_at"])[0]
-            state = row.get("state", b"").decode()
-            if not state:
-                continue
-            fin = {"succeeded": "s", "failed": "f", "cancelled": "c"}.get(state)
-            finished_at = float(row.get("finished_at") or 0)
-            if fin and row.get("fin") == b"done" and reaped.now - finished_at > reaped.lease_s:
-                logger.warning(
-                    "swarm %s: nested swarm %s finished but its outcome never came back; again", swarm_id, child
-                )
-                finalize(self.rt, child, fin)
-            return True
-        return False
+        found = 0
+        while True:
+            rows = store.indexed(_SWEEP_FIELDS, offset=self._cursor, limit=SWEEP_PAGE)
+            self._cursor = 0 if len(rows) < SWEEP_PAGE else self._cursor + SWEEP_PAGE
+            busy = [sid for sid, row in rows if _held(row) or row.get("fin") == b"claimed"]
+            for swarm_id in busy if now else store.unscheduled(busy):
+                store.schedule_soon(swarm_id, 0.0 if now else 1.0)
+                found += 1
+            if not full or self._cursor == 0:
+                return found
 
-    def _running(self, member: Expired, reaped: Reaped, status: str) -> Action:
-        """A received member whose lease expired: its worker stopped renewing it."""
-        dropped_copy = "u" in member.owner.flags  # a copy the broker redelivered was discarded meanwhile
-        if status in _WAIT_STATES and not dropped_copy:
-            return reaped.now + reaped.lease_s  # retrying: still in flight
-        if not dropped_copy and self._acks_late(member) and reaped.now < member.deadline + redelivery_wait_s(self.app):
-            return "wait"
-        if reaped.on_lost == "fail" and reaped.state == "running":
-            return member.index, "f", _LOST
-        return "requeue"
-
-    def _stored(self, task_id: str) -> tuple[str | None, Any]:
-        """The member's state and value in the result backend; ``(None, None)`` when it cannot tell."""
-        backend = self.app.backend
-        if isinstance(backend, DisabledBackend):
-            return states.PENDING, None
+    def _record(self, report: ReapReport) -> None:
+        logger.info("reaper: %s", report)
+        counts = {f"reaper_{k}": v for k, v in dataclasses.asdict(report).items() if v and k != "swarms"}
         try:
-            meta = backend.get_task_meta(task_id)
+            self.rt.store.add_stats(counts)
         except Exception:
-            logger.exception("reaper: reading the result of %s failed", task_id)
-            return None, None
-        return str(meta.get("status", states.PENDING)), meta.get("result")
-
-    def _acks_late(self, member: Expired) -> bool:
-        try:
-            sig = self.rt.task_codec.loads(member.sig)
-        except MageflowError:
-            return bool(self.app.conf.task_acks_late)
-        if sig.get("subtask_type") == "chain":
-            steps = sig.get("kwargs", {}).get("tasks") or [{}]
-            sig = steps[-1]
-        task = self.app.tasks.get(sig.get("task", ""))
-        return bool(task.acks_late if task is not None else self.app.conf.task_acks_late)
-
-    def _apply(self, swarm_id: str, outcomes: list[tuple[int, str, bytes]]) -> None:
-        if not outcomes:
-            return
-        tr = self.rt.store.report(swarm_id, outcomes, want_ctx=self.rt.cached_ctx(swarm_id) is None)
-        if tr.status == "ok":
-            follow(self.rt, swarm_id, tr)
+            logger.warning("reaper: could not count its actions in the metrics", exc_info=True)
 
 
-#: What the reaper does with one member: report ``(index, kind, payload)``, ``"requeue"`` it, look again
-#: at a new deadline (a float on the state Redis's clock), or ``"wait"`` (look again next tick).
-Action = tuple[int, str, Any] | str | float
-
-
-class _Lost:
-    """Marker payload: the member was lost and ``on_lost="fail"`` fails it."""
-
-
-_LOST: Any = _Lost()
-
-
-def _lost_record(swarm_id: str, index: int) -> bytes:
-    exc = WorkerLostError("the worker running this member was lost (its lease expired)")
-    return error_record(swarm_id, index, member_task_id(swarm_id, index), exc)
-
-
-def _num(row: dict[str, bytes], name: str) -> int:
-    return int(float(row.get(name, b"0") or b"0"))
+def _held(row: dict[str, bytes]) -> bool:
+    return any(int(float(row.get(name) or b"0")) for name in ("dispatched", "running"))
 
 
 # -- the worker bootstep ------------------------------------------------------------------------------
@@ -331,13 +133,15 @@ class ReaperStep(bootsteps.StartStopStep):
         if rt is None:
             return
         warn_tasks_ignoring_results(parent.app)
-        if not parent.app.conf.get("mageflow_reaper", True):
+        conf = parent.app.conf
+        if not conf.get("mageflow_reaper", True):
             return
-        interval = float(parent.app.conf.get("mageflow_reaper_interval_s") or DEFAULT_INTERVAL_S)
+        interval = float(conf.get("mageflow_reaper_interval_s") or DEFAULT_INTERVAL_S)
+        poll = float(conf.get("mageflow_reaper_poll_s") or DEFAULT_POLL_S)
         rt.store  # noqa: B018 - connect in this thread, not in the reaper's
         self._stop.clear()
         self._thread = threading.Thread(
-            target=_run, args=(weakref.ref(rt), interval, self._stop), name="mageflow-reaper", daemon=True
+            target=_run, args=(weakref.ref(rt), interval, poll, self._stop), name="mageflow-reaper", daemon=True
         )
         self._thread.start()
 
@@ -354,19 +158,31 @@ class ReaperStep(bootsteps.StartStopStep):
     terminate = stop
 
 
-def _run(rt_ref: weakref.ref[Runtime], interval: float, stop: threading.Event) -> None:
+def _run(rt_ref: weakref.ref[Runtime], interval: float, poll: float, stop: threading.Event) -> None:
+    """While this worker holds the lock: look at the due index every ``poll``, sweep every ``interval``."""
     rt = rt_ref()
     if rt is None:
         return
     reaper = Reaper(rt)
     lock = rt.store.reaper_lock(max(interval * LOCK_TICKS, 1.0))
+    next_sweep = check_lock_at = 0.0
+    holding = False
     try:
-        while not stop.wait(interval):
+        while not stop.wait(poll):
             try:
-                if lock.hold():
-                    reaper.tick()
+                now = time.monotonic()
+                if now >= check_lock_at:  # hold (or extend) the lock a few times per interval, not every poll
+                    holding = lock.hold()
+                    check_lock_at = now + interval / 3
+                if not holding:
+                    continue  # another worker's reaper is the active one
+                if now >= next_sweep:
+                    reaper.sweep()
+                    next_sweep = now + interval
+                reaper.tick()
             except Exception:
                 logger.exception("reaper tick failed; retrying in %.1fs", interval)
+                stop.wait(interval)
     finally:
         lock.release()
 

@@ -4,18 +4,22 @@
 -- KEYS: see _lib.lua
 -- ARGV[1] claim_s (a claim older than this is stale)   ARGV[2] most expired members to return
 -- Returns {'ok', state, stale_fin ('' | 's' | 'f' | 'c'), on_lost, {idx, mstate, deadline, sig, owner, ...},
---   now, lease_s, dispatch_timeout_s}
+--   now, lease_s, dispatch_timeout_s, next} where next is the earliest deadline still ahead (a token's, a
+--   finalization claim's) or '' when none: the time the reaper must look again
 --   | {'done'} (finished, finalized, no token held: nothing will ever change) | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local t = now()
 local stale = ''
+local next_at = nil
 if m.fin == 'claimed' then
   local fin_at = tonumber(redis.call('HGET', K_META, 'fin_at')) or 0
   if t - fin_at >= tonumber(ARGV[1]) then
     redis.call('HSET', K_META, 'fin_at', tostring(t))
+    fin_at = t
     stale = ({succeeded = 's', failed = 'f', cancelled = 'c'})[m.state] or ''
   end
+  next_at = fin_at + tonumber(ARGV[1])
 elseif m.fin == 'done' and m.dispatched + m.running == 0 then
   return {'done'}
 end
@@ -29,5 +33,10 @@ for i = 1, #hits, 2 do
   out[#out + 1] = redis.call('HGET', K_MEMBERS, idx) or ''
   out[#out + 1] = redis.call('HGET', K_OWNERS, idx) or ''
 end
+local ahead = redis.call('ZRANGEBYSCORE', K_TOKENS, '(' .. t, '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+if #ahead > 0 then
+  local first = tonumber(ahead[2])
+  if next_at == nil or first < next_at then next_at = first end
+end
 return {'ok', m.state, stale, redis.call('HGET', K_META, 'on_lost') or 'retry', out, tostring(t),
-  tostring(m.lease_s), tostring(m.dispatch_to)}
+  tostring(m.lease_s), tostring(m.dispatch_to), next_at and tostring(next_at) or ''}
