@@ -110,8 +110,9 @@ def redis_url() -> Iterator[str]:
 
 def test_wheel_contains_license_typing_marker_and_every_lua_script(wheel: Path) -> None:
     # Given the repository's scripts
-    scripts = sorted(p.name for p in (REPO_ROOT / "mageflow_celery" / "state" / "scripts").glob("*.lua"))
-    assert "report.lua" in scripts and "_lib.lua" in scripts
+    folder = REPO_ROOT / "mageflow_celery" / "state" / "scripts"
+    scripts = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.lua"))
+    assert "report.lua" in scripts and "_lib.lua" in scripts and "due/peek.lua" in scripts
 
     # When the wheel is listed
     names = zipfile.ZipFile(wheel).namelist()
@@ -119,9 +120,8 @@ def test_wheel_contains_license_typing_marker_and_every_lua_script(wheel: Path) 
     # Then it ships the license, the typing marker and each script
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names), names
     assert "mageflow_celery/py.typed" in names
-    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("mageflow_celery/state/scripts/")) == sorted(
-        [*scripts, "__init__.py"]
-    )
+    prefix = "mageflow_celery/state/scripts/"
+    assert sorted(n[len(prefix) :] for n in names if n.startswith(prefix)) == sorted([*scripts, "__init__.py"])
 
 
 def test_a_swarm_runs_end_to_end_from_the_installed_wheel(fresh_python: Path, redis_url: str, tmp_path: Path) -> None:
