@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._version import __version__
 from .client.canvas import Swarm, swarm
 from .client.membership import SwarmMember
+from .client.pools import set_pool_limit
 from .client.result import MemberInfo, SwarmProgress, SwarmResult
 from .client.signing import MageflowSignature
 from .config import SwarmConfig
@@ -38,6 +39,7 @@ __all__ = [
     "ReturnValue",
     # Configuration
     "SwarmConfig",
+    "set_pool_limit",
     # Worker integration
     "install",
     # Inspection

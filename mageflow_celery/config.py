@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from celery.utils.time import rate as celery_rate
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .keys import DEFAULT_PREFIX
 
@@ -24,6 +25,8 @@ DEFAULT_DISPATCH_TIMEOUT_S = 900.0
 DEFAULT_IDLE_TTL_S = 7 * 24 * 3600
 #: At most this many failed members are kept for the failure summary.
 DEFAULT_SUMMARY_MAX_FAILURES = 100
+#: Names of pools: letters, digits and ``_ . : -`` (they become part of Redis keys).
+_POOL_NAME_RE = r"^[A-Za-z0-9_.:\-]{1,200}$"
 #: A finalizer that won the decision must publish the callbacks within this many seconds, else the
 #: reaper re-publishes them (same task ids).
 FINALIZE_CLAIM_S = 120.0
@@ -56,9 +59,44 @@ class SwarmConfig(BaseModel):
     idle_ttl_s: int = Field(default=DEFAULT_IDLE_TTL_S, ge=1)
     #: ``None`` = ``app.conf.result_expires`` (or one day when that is unset).
     result_ttl_s: int | None = Field(default=None, ge=1)
+    #: A pool shared with other swarms: each member also holds one of its tokens (F1).
+    pool: str | None = Field(default=None, pattern=_POOL_NAME_RE)
+    #: Tokens per turn when the pool hands tokens out to the swarms waiting on it (F2).
+    weight: int = Field(default=1, ge=1)
+    #: Members admitted at most this often, across all workers: Celery's rate syntax ("100/m", "10/s") (F3).
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            rate_interval_s(value)
+        return value
 
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def rate_interval_s(spec: str | float | None) -> float:
+    """Seconds between two admissions for a rate in Celery's syntax (``"100/m"``, ``"10/s"``, ``"5/h"``, a
+    number per second); ``0`` for none.
+
+    Raises:
+        ValueError: not a rate Celery understands, or not positive.
+
+    Example:
+        >>> rate_interval_s("120/m")
+        0.5
+    """
+    if spec is None or spec == "":
+        return 0.0
+    try:
+        per_second = float(celery_rate(str(spec)))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"invalid rate {spec!r}: use Celery's rate syntax, e.g. '100/m', '10/s'") from exc
+    if per_second <= 0:
+        raise ValueError(f"a rate must be positive, not {spec!r}")
+    return 1.0 / per_second
 
 
 class MageflowSettings(BaseModel):

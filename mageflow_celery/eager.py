@@ -20,6 +20,7 @@ from celery import Celery
 from celery.canvas import Signature, _chain, signature
 
 from .engine.dispatch import revoke_and_finalize, run_context
+from .engine.flow import settle
 from .engine.members import build_member
 from .engine.runtime import Runtime
 from .engine.summary import error_record
@@ -75,15 +76,17 @@ def _run_one(rt: Runtime, swarm_id: str, member: Admitted, ctx: Any) -> Transiti
 
 
 def drive(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
-    """Follow ``tr`` inline: run what it admitted and every member that makes admissible, then finalize."""
-    revoke_and_finalize(rt, swarm_id, tr, terminate)
-    if not tr.admitted:
-        return
-    ctx = run_context(rt, swarm_id, tr)
-    todo: deque[Admitted] = deque(tr.admitted)
+    """Follow ``tr`` inline: run what it admitted and every member that makes admissible (in this swarm, or in
+    swarms its pool grants tokens to), finalizing each swarm that decided."""
+    todo: deque[tuple[str, Transition]] = deque([(swarm_id, tr)])
     while todo:
-        nxt = _run_one(rt, swarm_id, todo.popleft(), ctx)
-        if nxt is None:
+        sid, current = todo.popleft()
+        revoke_and_finalize(rt, sid, current, terminate if sid == swarm_id else False)
+        todo.extend(settle(rt, sid, current))
+        if not current.admitted:
             continue
-        todo.extend(nxt.admitted)
-        revoke_and_finalize(rt, swarm_id, nxt)
+        ctx = run_context(rt, sid, current)
+        for member in current.admitted:
+            nxt = _run_one(rt, sid, member, ctx)
+            if nxt is not None:
+                todo.append((sid, nxt))

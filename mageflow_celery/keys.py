@@ -36,6 +36,11 @@ key                           type   content
                                      added by client-side admissions ("soon") and failed publishes, moved
                                      by the reaper to each swarm's real next deadline, dropped when none
 ``<p>:reaper``                str    lock held by the worker whose reaper is active
+``<p>:pools``                 set    names of the pools used under this prefix
+``<p>:pool:{pool:<n>}:meta``  hash   pool ``n``: limit, rate_int, tat (the rate's next slot), seq
+``<p>:pool:{pool:<n>}:holders`` hash grant id -> ``swarm|granted at``: the pool's tokens in use
+``<p>:pool:{pool:<n>}:ring``  list   swarms waiting for tokens, round-robin order (``:wants``,
+                                     ``:weights``, ``:credit`` hashes: their demand, weight, turn)
 ``<p>:stats``                 hash   counters for the metrics: members admitted / succeeded / failed /
                                      cancelled and the hand-off latency histogram (``hl:<le>``, ``hl_sum``)
                                      of finished swarms, folded in once by each finalization; reaper
@@ -147,6 +152,32 @@ class SwarmKeys:
             self.registered,
             self.children,
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKeys:
+    """Key names of one pool (all share the pool's own hash tag, so a pool script touches one slot)."""
+
+    prefix: str
+    name: str
+
+    @property
+    def _base(self) -> str:
+        return f"{self.prefix}:pool:{{pool:{self.name}}}"
+
+    def all(self) -> list[str]:
+        """meta, holders, ring, wants, weights, credit: the order every pool script receives them in."""
+        return [f"{self._base}:{part}" for part in ("meta", "holders", "ring", "wants", "weights", "credit")]
+
+
+def pools_key(prefix: str) -> str:
+    """The set of pool names used under this prefix (written outside the scripts)."""
+    return f"{prefix}:pools"
+
+
+def pool_due_member(name: str) -> str:
+    """The due index's member for a pool whose rate holds a token back."""
+    return f"pool:{name}"
 
 
 def index_key(prefix: str) -> str:

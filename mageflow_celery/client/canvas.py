@@ -15,7 +15,7 @@ from celery.result import EagerResult
 from pydantic import BaseModel
 
 from .._compat import from_dict, merge, this_app
-from ..config import SwarmConfig, result_ttl_default
+from ..config import SwarmConfig, rate_interval_s, result_ttl_default
 from ..eager import inline_members, inline_wanted
 from ..engine.finalize import NESTED
 from ..engine.members import MEMBER_DEFAULT_OPTIONS
@@ -221,6 +221,12 @@ class Swarm(MembersMixin, OnCommitMixin, Signature):
             "max_err": cfg.summary_max_failures,
             "revoke_on_fail": int(cfg.revoke_on_failure),
             "results_mode": cfg.results,
+            "pool": cfg.pool or "",
+            "pool_on": int(cfg.pool is not None),
+            "weight": cfg.weight,
+            "rate_int": rate_interval_s(cfg.rate_limit),
+            "rate_limit": cfg.rate_limit or "",
+            "tat": 0,
         }
 
     def _ensure_created(self, parent: Parent | None = None) -> tuple[Runtime, str]:
@@ -229,6 +235,8 @@ class Swarm(MembersMixin, OnCommitMixin, Signature):
         self.freeze()
         if self._created_with is not rt.store:
             blobs = self._member_blobs(self.app)
+            if self.config.pool:
+                rt.store.register_pool(self.config.pool)
             rt.store.create(self.swarm_id, self._meta(rt, parent), blobs)
             self._created_with = rt.store
         return rt, self.swarm_id

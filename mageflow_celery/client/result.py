@@ -43,7 +43,20 @@ _CELERY_STATE = {
 }
 _FIN = {"succeeded": "s", "failed": "f", "cancelled": "c"}
 #: Meta fields a :class:`SwarmProgress` is built from (read with one HMGET, never the blobs).
-PROGRESS_FIELDS = ("state", "paused", "name", "closed", "limit", "created_at", "finished_at", *COUNTS)
+PROGRESS_FIELDS = (
+    "state",
+    "paused",
+    "name",
+    "closed",
+    "limit",
+    "created_at",
+    "finished_at",
+    "pool",
+    "rate_limit",
+    "rate_int",
+    "tat",
+    *COUNTS,
+)
 
 
 class SwarmProgress(BaseModel):
@@ -67,6 +80,12 @@ class SwarmProgress(BaseModel):
     cancelled: int
     created_at: float | None
     finished_at: float | None
+    #: The pool its members share tokens of (F1), or ``None``.
+    pool: str | None = None
+    #: Its rate limit as configured (F3), or ``None``.
+    rate_limit: str | None = None
+    #: When its rate lets the next member in, while the rate holds admission back (epoch seconds), or ``None``.
+    next_admission_at: float | None = None
 
     @property
     def done(self) -> int:
@@ -117,8 +136,18 @@ def progress_from_meta(swarm_id: str, meta: dict[str, bytes]) -> SwarmProgress:
         max_concurrency=int(float(meta.get("limit", b"0"))),
         created_at=_float(meta, "created_at"),
         finished_at=_float(meta, "finished_at"),
+        pool=meta.get("pool", b"").decode() or None,
+        rate_limit=meta.get("rate_limit", b"").decode() or None,
+        next_admission_at=_next_admission(meta),
         **counts(meta),
     )
+
+
+def _next_admission(meta: dict[str, bytes]) -> float | None:
+    """The rate's next slot while it holds queued members back (F3)."""
+    tat = _float(meta, "tat") or 0.0
+    held = float(meta.get("rate_int") or 0) > 0 and int(float(meta.get("queued") or 0)) > 0
+    return tat if held and tat > time.time() else None
 
 
 #: Member state names (S2) by the letter the state Redis stores ("" = registered).

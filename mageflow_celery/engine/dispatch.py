@@ -18,6 +18,7 @@ from kombu.exceptions import OperationalError
 from ..keys import FINAL_STEP, member_task_id, step_task_id
 from ..state.store import Revoke, Transition
 from .finalize import finalize
+from .flow import settle
 from .members import build_member
 from .retry import with_retries
 from .runtime import Runtime
@@ -37,24 +38,27 @@ def run_context(rt: Runtime, swarm_id: str, tr: Transition) -> Any:
 
 
 def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
-    """Publish what ``tr`` admitted, revoke what it asks, and finalize when it won the decision.
+    """Publish what ``tr`` admitted, revoke what it asks, finalize when it won the decision, and settle its
+    flow (pool grants, rates), following the transitions of every swarm that got grants in turn.
 
     Raises:
         The broker's error (after Celery's publish retry policy) when admitted members could not be
         published: they stay dispatched, flagged for the reaper to re-publish at its next tick (D6).
     """
     broker_error: BaseException | None = None
-    while True:
-        published = publish_members(rt, swarm_id, tr) if tr.admitted else Published()
+    todo = [(swarm_id, tr)]
+    while todo:
+        sid, current = todo.pop(0)
+        published = publish_members(rt, sid, current) if current.admitted else Published()
         broker_error = broker_error or published.error
         if published.unsent:
-            with_retries(f"swarm {swarm_id}: flag unpublished", rt.store.unpublished, swarm_id, published.unsent)
-            rt.store.schedule_soon(swarm_id, 0.0)  # the reaper re-publishes them at its next look
-        revoke_and_finalize(rt, swarm_id, tr, terminate)
-        if not published.failed:
-            break
-        # Members whose message could not even be built count as failed (S4); that may admit more.
-        tr = rt.store.report(swarm_id, published.failed, want_ctx=False)
+            with_retries(f"swarm {sid}: flag unpublished", rt.store.unpublished, sid, published.unsent)
+            rt.store.schedule_soon(sid, 0.0)  # the reaper re-publishes them at its next look
+        revoke_and_finalize(rt, sid, current, terminate if sid == swarm_id else False)
+        todo += settle(rt, sid, current)
+        if published.failed:
+            # Members whose message could not even be built count as failed (S4); that may admit more.
+            todo.append((sid, rt.store.report(sid, published.failed, want_ctx=False)))
     if broker_error is not None:
         raise broker_error
 

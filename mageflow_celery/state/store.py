@@ -17,7 +17,16 @@ import redis
 from redis.commands.core import Script
 
 from ..errors import StateStoreError
-from ..keys import SwarmKeys, due_key, finished_index_key, index_key, reaper_lock_key, stats_key
+from ..keys import (
+    PoolKeys,
+    SwarmKeys,
+    due_key,
+    finished_index_key,
+    index_key,
+    pools_key,
+    reaper_lock_key,
+    stats_key,
+)
 from .scripts import SOURCES
 
 
@@ -39,11 +48,41 @@ class Revoke:
 
 
 @dataclass(frozen=True, slots=True)
+class Flow:
+    """What a transition leaves to settle with the pool and the due index (see ``_lib.lua`` ``flow``)."""
+
+    #: Members the swarm could admit now if its pool granted tokens.
+    pool_want: int = 0
+    #: When a rate lets the swarm's next member in (the state Redis's clock), else ``None``.
+    wake_at: float | None = None
+    #: The swarm just finished (it wants nothing from its pool any more).
+    ended: bool = False
+    #: Pool grants given back (members that ended, grants it could not use).
+    released: list[str] = field(default_factory=list)
+    #: The swarm's pool ("" when it has none) and its weight there.
+    pool: str = ""
+    weight: int = 1
+
+    @classmethod
+    def parse(cls, raw: Any) -> Flow:
+        if not raw:
+            return cls()
+        wake = _s(raw[1])
+        released = [_s(x) for x in raw[3]]
+        pool, weight = (_s(raw[4]), int(_s(raw[5]))) if len(raw) > 5 else ("", 1)
+        return cls(int(_s(raw[0]) or 0), float(wake) if wake else None, bool(int(raw[2])), released, pool, weight)
+
+    def __bool__(self) -> bool:
+        return bool(self.pool_want or self.wake_at is not None or self.ended or self.released)
+
+
+@dataclass(frozen=True, slots=True)
 class Transition:
     """What a state transition did and what the caller must do next.
 
     ``admitted`` are the members the caller must publish; ``fin`` is ``"s"``, ``"f"`` or ``"c"`` when
-    this caller won the finalization decision; ``revoke`` lists members to revoke.
+    this caller won the finalization decision; ``revoke`` lists members to revoke; ``flow`` what to
+    settle with the swarm's pool and the due index.
     """
 
     status: str
@@ -52,6 +91,7 @@ class Transition:
     ctx: bytes | None = None
     revoke: list[Revoke] = field(default_factory=list)
     extra: list[Any] = field(default_factory=list)
+    flow: Flow = field(default_factory=Flow)
 
 
 def _s(value: Any) -> str:
@@ -73,10 +113,11 @@ def _transition(reply: Sequence[Any]) -> Transition:
     sigs = reply[3] if len(reply) > 3 else []
     ctx = reply[4] if len(reply) > 4 and reply[4] else None
     revoke = [Revoke(*_pair(x)) for x in reply[5]] if len(reply) > 5 and reply[5] else []
-    extra = list(reply[6:]) if len(reply) > 6 else []
+    flow = Flow.parse(reply[6]) if len(reply) > 6 else Flow()
+    extra = list(reply[7:]) if len(reply) > 7 else []
     pairs = [_pair(x) for x in ids]
     admitted = [Admitted(index, bytes(blob), epoch) for (index, epoch), blob in zip(pairs, sigs, strict=True)]
-    return Transition(status, fin, admitted, ctx, revoke, extra)
+    return Transition(status, fin, admitted, ctx, revoke, extra, flow)
 
 
 class SwarmStore:
@@ -129,8 +170,15 @@ class SwarmStore:
         self, swarm_id: str, index: int, step: int, token: str, epoch: int | None = None, prev_token: str = ""
     ) -> str:
         """The start gate for one delivery of a member: ``ok``, ``drop``, ``dup``, ``ignore`` or ``unknown``."""
-        args = [index, step, token, "" if epoch is None else epoch, prev_token]
-        return _s(self._run("receive", swarm_id, args)[0])
+        return self.receive_full(swarm_id, index, step, token, epoch, prev_token)[0]
+
+    def receive_full(
+        self, swarm_id: str, index: int, step: int, token: str, epoch: int | None = None, prev_token: str = ""
+    ) -> tuple[str, list[str], str]:
+        """:meth:`receive`, with the pool grants a dropped member gave back and its swarm's pool."""
+        reply = self._run("receive", swarm_id, [index, step, token, "" if epoch is None else epoch, prev_token])
+        released = [_s(x) for x in reply[1]] if len(reply) > 1 and reply[1] else []
+        return _s(reply[0]), released, _s(reply[2]) if len(reply) > 2 else ""
 
     def handoff(self, swarm_id: str, index: int, token: str, min_step: int) -> str:
         """The delivery holding ``token`` hands the member on to a message it published (``ok``/``noop``)."""
@@ -164,6 +212,18 @@ class SwarmStore:
 
     def resume(self, swarm_id: str, want_ctx: bool) -> Transition:
         return _transition(self._run("resume", swarm_id, [int(want_ctx)]))
+
+    def grant(self, swarm_id: str, grants: Sequence[str], want_ctx: bool) -> Transition:
+        """Admit members with pool grants; the unused ones come back in ``flow.released`` (``unknown``:
+        ``extra`` holds them all)."""
+        reply = self._run("grant", swarm_id, [int(want_ctx), *grants])
+        if _s(reply[0]) == "unknown":
+            return Transition("unknown", flow=Flow(released=[_s(x) for x in reply[1]]))
+        return _transition(reply)
+
+    def wake(self, swarm_id: str, want_ctx: bool) -> Transition:
+        """Admit what the swarm's rate allows now (its next slot came)."""
+        return _transition(self._run("wake", swarm_id, [int(want_ctx)]))
 
     def resize(self, swarm_id: str, limit: int, want_ctx: bool) -> Transition:
         """Set ``max_concurrency``; raising it admits at once (``ok``), ``noop`` when nothing changed."""
@@ -348,11 +408,66 @@ class SwarmStore:
         state, stale, on_lost = _s(reply[1]), _s(reply[2]), _s(reply[3])
         now, lease_s, dispatch_to = (float(_s(x)) for x in reply[5:8])
         next_at = float(_s(reply[8])) if _s(reply[8]) else None
-        return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to, next_at)
+        rate_ready = len(reply) > 9 and int(reply[9]) == 1
+        return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to, next_at, rate_ready)
 
     def requeue(self, swarm_id: str, indices: Sequence[int], want_ctx: bool) -> Transition:
         """Re-publish members whose token deadline passed (in a new publish epoch); cancel them in an ended swarm."""
         return _transition(self._run("requeue", swarm_id, [int(want_ctx), *indices]))
+
+    # -- pools (one slot each: {pool:<name>}) -----------------------------------------------------------
+
+    def _pool(self, script: str, name: str, args: Sequence[Any]) -> Any:
+        self.calls += 1
+        try:
+            return self._scripts[f"pool/{script}"](keys=PoolKeys(self.prefix, name).all(), args=list(args))
+        except redis.RedisError as exc:
+            raise StateStoreError(f"pool {name}: {script} failed: {exc}") from exc
+
+    def pool_settle(self, name: str, swarm_id: str, want: int, weight: int, released: Sequence[str]) -> PoolSettlement:
+        """Give back grants, state a swarm's demand (``swarm_id`` ``""``: none), hand free tokens out."""
+        return PoolSettlement.parse(self._pool("settle", name, [swarm_id, want, weight, *released]))
+
+    def pool_configure(self, name: str, limit: int, rate_int: float, rate: str = "") -> PoolSettlement:
+        """Set a pool's limit (0: unlimited) and seconds between grants (0: no rate; ``rate`` as given);
+        hand tokens out."""
+        self._read("pools", self.client.sadd, pools_key(self.prefix), name)
+        return PoolSettlement.parse(self._pool("configure", name, [limit, repr(rate_int), rate]))
+
+    def pool_drop(self, name: str, holders: Sequence[tuple[str, str]]) -> PoolSettlement:
+        """Free grants whose holder is gone (each with the value it was read with), hand tokens out."""
+        return PoolSettlement.parse(self._pool("drop", name, [x for pair in holders for x in pair]))
+
+    def pool_view(self, name: str) -> PoolView:
+        """A pool as it is now."""
+        reply = self._pool("view", name, [])
+        holders = reply[4]
+        waiting = reply[5]
+        return PoolView(
+            name=name,
+            limit=int(float(_s(reply[0]))),
+            rate_int=float(_s(reply[1])),
+            tat=float(_s(reply[2])),
+            now=float(_s(reply[3])),
+            holders={_s(holders[i]): _s(holders[i + 1]) for i in range(0, len(holders), 2)},
+            waiting=[(_s(waiting[i]), int(_s(waiting[i + 1]))) for i in range(0, len(waiting), 2)],
+            rate=_s(reply[6]) if len(reply) > 6 else "",
+        )
+
+    def register_pool(self, name: str) -> None:
+        """Remember a pool name (a pooled swarm started on it)."""
+        self._read("pools", self.client.sadd, pools_key(self.prefix), name)
+
+    def pool_names(self) -> list[str]:
+        """Names of the pools used under this prefix."""
+        return sorted(_s(x) for x in self._read("pools", self.client.smembers, pools_key(self.prefix)))
+
+    def held_grants(self, swarm_id: str) -> set[str] | None:
+        """The pool grants the members of a swarm hold now (``None``: the swarm is gone)."""
+        raw = self._read("owners", self.client.hvals, self.keys(swarm_id).owners)
+        if not raw and not self._read("meta", self.client.exists, self.keys(swarm_id).meta):
+            return None
+        return {parts[5] for parts in (_s(v).split("|") for v in raw) if len(parts) > 5 and parts[5]}
 
     # -- the due index: what the reaper must look at, and when -----------------------------------------
 
@@ -412,6 +527,44 @@ def _renewal(reply: Sequence[Any]) -> Renewal | None:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolSettlement:
+    """What a pool script handed out: grant ids per swarm, when its rate lets the next token out."""
+
+    grants: dict[str, list[str]] = field(default_factory=dict)
+    wake_at: float | None = None
+    in_use: int = 0
+    limit: int = 0
+    dropped: int = 0
+
+    @classmethod
+    def parse(cls, reply: Sequence[Any]) -> PoolSettlement:
+        grants: dict[str, list[str]] = {}
+        flat = reply[0]
+        for i in range(0, len(flat), 2):
+            grants.setdefault(_s(flat[i]), []).append(_s(flat[i + 1]))
+        wake = _s(reply[1])
+        dropped = int(reply[4]) if len(reply) > 4 else 0
+        return cls(grants, float(wake) if wake else None, int(reply[2]), int(float(_s(reply[3]))), dropped)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """A pool: its limit (0: unlimited), seconds between grants (0: no rate), tokens in use, waiting swarms."""
+
+    name: str
+    limit: int
+    rate_int: float
+    tat: float
+    now: float
+    #: grant id -> ``swarm id|granted at``.
+    holders: dict[str, str]
+    #: ``(swarm id, demand)`` in round-robin order.
+    waiting: list[tuple[str, int]]
+    #: The rate as it was set (``"10/s"``), or ``""``.
+    rate: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class MemberRow:
     """One member as ``members.lua`` reads it: index, state letter (``""``: registered), signature, error."""
 
@@ -431,12 +584,16 @@ class Owner:
     flags: str = ""
     t0: float = 0.0
 
+    #: The pool grant the member holds ("" when its swarm has no pool).
+    grant: str = ""
+
     @classmethod
     def parse(cls, raw: Any) -> Owner:
         parts = _s(raw).split("|") if raw else []
-        if len(parts) != 5:
+        if len(parts) not in (5, 6):
             return cls()
-        return cls(int(parts[0] or 0), int(parts[1] or 0), parts[2], parts[3], float(parts[4] or 0))
+        grant = parts[5] if len(parts) == 6 else ""
+        return cls(int(parts[0] or 0), int(parts[1] or 0), parts[2], parts[3], float(parts[4] or 0), grant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +622,8 @@ class Reaped:
     dispatch_timeout_s: float = 900.0
     #: The earliest deadline still ahead (the reaper looks again then); ``None``: none.
     next_at: float | None = None
+    #: A rate holding members back lets the next one in now (the reaper admits it).
+    rate_ready: bool = False
 
 
 class ReaperLock:

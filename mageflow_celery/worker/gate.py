@@ -28,6 +28,8 @@ from typing import Any
 from celery import bootsteps
 from celery.worker import state as worker_state
 
+from ..engine.dispatch import follow
+from ..engine.flow import apply_grants
 from ..engine.members import EPOCH_HEADER, LEASE_HEADER
 from ..engine.retry import with_retries
 from ..engine.runtime import Runtime, installed_runtime
@@ -48,9 +50,9 @@ def gate(rt: Runtime, ref: MemberRef, headers: dict[str, Any]) -> str:
     previous = leases(rt).released_token(ref.swarm_id, ref.index)
     headers.pop(LEASE_HEADER, None)
     try:
-        verdict = with_retries(
+        verdict, released, pool = with_retries(
             f"swarm {ref.swarm_id}: receive",
-            rt.store.receive,
+            rt.store.receive_full,
             ref.swarm_id,
             ref.index,
             ref.step,
@@ -64,7 +66,17 @@ def gate(rt: Runtime, ref: MemberRef, headers: dict[str, Any]) -> str:
         return "error"
     if verdict == "ok":
         headers[LEASE_HEADER] = token
+    if released and pool:  # a member dropped at receipt gives its pool token back
+        _give_back(rt, pool, released)
     return str(verdict)
+
+
+def _give_back(rt: Runtime, pool: str, grants: list[str]) -> None:
+    try:
+        for swarm_id, tr in apply_grants(rt, pool, rt.store.pool_settle(pool, "", 0, 1, grants)):
+            follow(rt, swarm_id, tr)
+    except Exception:
+        logger.exception("pool %s: giving back %d grant(s) failed; the reaper reconciles the pool", pool, len(grants))
 
 
 def _gated(strategy: Callable[..., Any], rt: Runtime, consumer: Any) -> Callable[..., Any]:

@@ -26,10 +26,12 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
+from ..engine.pools import configure_pool, configured_pools
 from ..engine.runtime import Runtime, installed_runtime, runtime_for
+from ..keys import pool_due_member
 from .checks import warn_tasks_ignoring_results
 from .parts import existing_leases
-from .reconcile import ReapReport, Reconciler
+from .reconcile import ReapReport, Reconciler, reconcile_pools, restate_demand, wake_pool_at
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -45,7 +47,11 @@ DUE_BATCH = 200
 SWEEP_PAGE = 200
 #: A swarm whose handling raised is looked at again this much later.
 RETRY_AFTER_S = 5.0
-_SWEEP_FIELDS = ("dispatched", "running", "fin")
+#: A pool grant no member holds is freed once it is this old (the two steps of a grant take milliseconds).
+POOL_GRACE_S = 30.0
+#: The due index's members for pools start with this (``keys.pool_due_member``).
+POOL_MEMBER_PREFIX = pool_due_member("")
+_SWEEP_FIELDS = ("dispatched", "running", "fin", "state", "paused", "pool", "queued", "limit")
 
 __all__ = ["ReapReport", "Reaper", "ReaperStep", "add_to", "reap_once"]
 
@@ -75,7 +81,10 @@ class Reaper:
             for member, score in entries:
                 report.swarms += 1
                 try:
-                    next_at = self.reconciler.reap_swarm(member, report)
+                    if member.startswith(POOL_MEMBER_PREFIX):
+                        next_at = wake_pool_at(self.rt, member[len(POOL_MEMBER_PREFIX) :], report)
+                    else:
+                        next_at = self.reconciler.reap_swarm(member, report)
                 except Exception:
                     report.errors += 1
                     next_at = now + RETRY_AFTER_S
@@ -89,8 +98,11 @@ class Reaper:
 
     def sweep(self, full: bool = False, now: bool = False) -> int:
         """Index the unfinished swarms that hold a token or a claim and have no due entry (one page, or
-        ``full``: all); ``now``: due at once instead of soon. Returns how many were indexed."""
+        ``full``: all); ``now``: due at once instead of soon. Pool tokens whose holder is gone are freed.
+        Returns how many swarms were indexed."""
         store = self.rt.store
+        report = ReapReport()
+        waiting = reconcile_pools(self.rt, POOL_GRACE_S, report)
         found = 0
         while True:
             rows = store.indexed(_SWEEP_FIELDS, offset=self._cursor, limit=SWEEP_PAGE)
@@ -99,7 +111,11 @@ class Reaper:
             for swarm_id in busy if now else store.unscheduled(busy):
                 store.schedule_soon(swarm_id, 0.0 if now else 1.0)
                 found += 1
+            for swarm_id in _stalled_on_pool(rows, waiting):  # its demand never reached its pool
+                restate_demand(self.rt, swarm_id, report)
             if not full or self._cursor == 0:
+                if report:
+                    self._record(report)
                 return found
 
     def _record(self, report: ReapReport) -> None:
@@ -113,6 +129,23 @@ class Reaper:
 
 def _held(row: dict[str, bytes]) -> bool:
     return any(int(float(row.get(name) or b"0")) for name in ("dispatched", "running"))
+
+
+def _stalled_on_pool(rows: list[tuple[str, dict[str, bytes]]], waiting: dict[str, set[str]]) -> list[str]:
+    """Running pooled swarms with queued members and room under their own limit that their pool does not
+    know are waiting (a process died between their admission step and telling the pool)."""
+
+    def num(row: dict[str, bytes], name: str) -> int:
+        return int(float(row.get(name) or b"0"))
+
+    out = []
+    for swarm_id, row in rows:
+        pool = row.get("pool", b"").decode()
+        if not pool or row.get("state") != b"running" or row.get("paused") == b"1" or num(row, "queued") == 0:
+            continue
+        if num(row, "dispatched") + num(row, "running") < num(row, "limit") and swarm_id not in waiting.get(pool, ()):
+            out.append(swarm_id)
+    return out
 
 
 # -- the worker bootstep ------------------------------------------------------------------------------
@@ -134,6 +167,8 @@ class ReaperStep(bootsteps.StartStopStep):
             return
         warn_tasks_ignoring_results(parent.app)
         conf = parent.app.conf
+        for name, (limit, rate) in configured_pools(conf).items():  # app.conf.mageflow_pools (F1)
+            configure_pool(rt, name, limit, rate)
         if not conf.get("mageflow_reaper", True):
             return
         interval = float(conf.get("mageflow_reaper_interval_s") or DEFAULT_INTERVAL_S)

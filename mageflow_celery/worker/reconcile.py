@@ -45,6 +45,7 @@ from celery.backends.base import DisabledBackend
 
 from ..engine.dispatch import follow
 from ..engine.finalize import claim_period_s, finalize
+from ..engine.flow import apply_grants, wake_pool
 from ..engine.runtime import Runtime
 from ..engine.summary import error_record
 from ..errors import MageflowError
@@ -87,6 +88,10 @@ class ReapReport:
     waiting: int = 0
     #: Stale finalization claims re-run.
     finalized: int = 0
+    #: Members admitted when a rate's slot came (swarm or pool rates).
+    woken: int = 0
+    #: Pool tokens whose holder was gone, freed.
+    pool_freed: int = 0
     #: Swarms whose handling raised (logged; retried next tick).
     errors: int = 0
 
@@ -101,6 +106,53 @@ def redelivery_wait_s(app: Celery) -> float:
         return 0.0
     options = app.conf.broker_transport_options or {}
     return float(options.get("visibility_timeout", DEFAULT_VISIBILITY_TIMEOUT_S))
+
+
+def wake_pool_at(rt: Runtime, pool: str, report: ReapReport) -> float | None:
+    """A pool's rate let its next token out: hand it out; the pool's next slot if swarms still wait."""
+    woken = wake_pool(rt, pool)
+    for swarm_id, tr in woken:
+        report.woken += len(tr.admitted)
+        follow(rt, swarm_id, tr)
+    view = rt.store.pool_view(pool)
+    return view.tat if view.waiting and view.rate_int > 0 else None
+
+
+def reconcile_pools(rt: Runtime, grace_s: float, report: ReapReport) -> dict[str, set[str]]:
+    """Free pool tokens whose holder is gone (F5): a grant no member of its swarm holds, older than
+    ``grace_s`` (a process died between the pool's grant and the swarm's admission, or between a member's
+    end and giving its grant back; docs/pools.md). A swarm whose grant was lost states its demand again.
+    Returns the swarms waiting on each pool."""
+    waiting: dict[str, set[str]] = {}
+    for pool in rt.store.pool_names():
+        view = rt.store.pool_view(pool)
+        waiting[pool] = {swarm_id for swarm_id, _ in view.waiting}
+        by_swarm: dict[str, list[tuple[str, str]]] = {}
+        for grant, value in view.holders.items():
+            swarm_id, _, at = value.rpartition("|")
+            if view.now - float(at or 0) > grace_s:
+                by_swarm.setdefault(swarm_id, []).append((grant, value))
+        stale: list[tuple[str, str]] = []
+        for swarm_id, held in by_swarm.items():
+            owned = rt.store.held_grants(swarm_id) or set()
+            stale += [(grant, value) for grant, value in held if grant not in owned]
+        if stale:
+            settled = rt.store.pool_drop(pool, stale)
+            report.pool_freed += settled.dropped
+            logger.warning("pool %s: freed %d token(s) whose holder was gone", pool, settled.dropped)
+            for swarm_id, tr in apply_grants(rt, pool, settled):
+                follow(rt, swarm_id, tr)
+            for swarm_id in {value.rpartition("|")[0] for _, value in stale} - waiting[pool]:
+                restate_demand(rt, swarm_id, report)
+    return waiting
+
+
+def restate_demand(rt: Runtime, swarm_id: str, report: ReapReport) -> None:
+    """Have a pooled swarm tell its pool again what it could admit (its demand was lost with a process)."""
+    tr = rt.store.wake(swarm_id, want_ctx=rt.cached_ctx(swarm_id) is None)
+    if tr.status == "ok":
+        report.woken += len(tr.admitted)
+        follow(rt, swarm_id, tr)
 
 
 class Reconciler:
@@ -121,6 +173,11 @@ class Reconciler:
             report.finalized += 1
         if reaped.expired:
             self._expired(swarm_id, reaped, report)
+        if reaped.rate_ready:  # its rate's slot came: admit the next member (F3)
+            tr = self.rt.store.wake(swarm_id, want_ctx=self.rt.cached_ctx(swarm_id) is None)
+            report.woken += len(tr.admitted)
+            follow(self.rt, swarm_id, tr)
+            return tr.flow.wake_at if tr.flow.wake_at is not None else reaped.next_at
         next_at = reaped.next_at
         if reaped.expired or reaped.stale_fin:  # what it just did set new deadlines: look again soon
             soon = reaped.now if len(reaped.expired) >= BATCH else reaped.now + LOOK_AGAIN_S

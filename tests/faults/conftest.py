@@ -9,6 +9,9 @@ import pytest
 import redis
 from faultkit import Faults
 
+from mageflow_celery.testing import RedisCluster
+from mageflow_celery.testing.plugin import redis_unavailable
+
 
 @pytest.fixture
 def faults(mageflow_redis_url: str, mageflow_redis: redis.Redis, tmp_path: Path) -> Iterator[Faults]:
@@ -18,3 +21,16 @@ def faults(mageflow_redis_url: str, mageflow_redis: redis.Redis, tmp_path: Path)
         yield kit
     finally:
         kit.stop_all()
+
+
+@pytest.fixture
+def cluster() -> Iterator[RedisCluster]:
+    """A throwaway 3-master Redis Cluster for the swarm state."""
+    try:
+        node = RedisCluster().start()
+    except RuntimeError as exc:
+        redis_unavailable(f"cannot start a Redis Cluster: {exc}")
+    try:
+        yield node
+    finally:
+        node.stop()

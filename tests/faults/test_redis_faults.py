@@ -98,21 +98,6 @@ def test_f_a_swarm_finishes_while_redis_connections_are_being_killed(faults: Fau
     assert 0 < tokens.peak <= 6
 
 
-@pytest.fixture
-def cluster() -> RedisCluster:
-    try:
-        node = RedisCluster().start()
-    except RuntimeError as exc:
-        from mageflow_celery.testing.plugin import redis_unavailable
-
-        redis_unavailable(f"cannot start a Redis Cluster: {exc}")
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
-@pytest.mark.slow
 def test_i_a_swarm_runs_to_completion_with_its_state_on_a_redis_cluster(faults: Faults, cluster: RedisCluster) -> None:
     # Given the swarm state on a 3-master Redis Cluster (broker and results stay on the standalone Redis)
     faults.state = cluster.url

@@ -9,6 +9,8 @@ Celery loads it through the ``celery.commands`` entry point, so once mageflow_ce
     celery -A proj swarm pause ID | resume ID
     celery -A proj swarm cancel ID [--terminate] [--yes] | close ID [--yes]
     celery -A proj swarm reap
+    celery -A proj swarm resize ID N
+    celery -A proj swarm pool set NAME N [--rate 10/s] | pool ls [--json]
 
 Output is built on :mod:`mageflow_celery.ops.inspect` and :class:`~mageflow_celery.SwarmResult`, never on
 raw keys. Results go to stdout, messages and errors to stderr. Exit codes: 0 success; 1 the watched
@@ -20,7 +22,7 @@ Layer: ``ops`` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
-from . import reading, steering
+from . import pools, reading, steering
 from ._group import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -42,6 +44,7 @@ __all__ = [
     "StateUnavailableError",
     "SwarmGroup",
     "UnknownSwarmError",
+    "pools",
     "reading",
     "steering",
     "swarm",

@@ -23,9 +23,9 @@ local FIELDS = {
   'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
   'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
   'idle_ttl', 'result_ttl', 'ttl_at', 'dispatch_to', 'lease_s', 'fin', 'nerr', 'max_err',
-  'revoke_on_fail', 'admitted',
+  'revoke_on_fail', 'admitted', 'pool', 'pool_on', 'rate_int', 'tat', 'weight',
 }
-local TEXT = {state = true, fin = true}
+local TEXT = {state = true, fin = true, pool = true}
 
 local function now()
   local t = redis.call('TIME')
@@ -35,7 +35,7 @@ end
 local function load_meta()
   local vals = redis.call('HMGET', K_META, unpack(FIELDS))
   if not vals[1] then return nil end
-  local m = {_dirty = {}}
+  local m = {_dirty = {}, _released = {}, _pool_want = 0}
   for i, f in ipairs(FIELDS) do
     local v = vals[i]
     if TEXT[f] then m[f] = v or '' else m[f] = tonumber(v) or 0 end
@@ -113,15 +113,19 @@ end
 --   tok   lease token of the delivery that holds it ('' while dispatched)
 --   flags 'p': its publish failed (re-publish at once); 'u': a duplicate copy was dropped meanwhile
 --   t0    when it was last dispatched (the dispatch timeout counts from there)
+--   g     the pool grant it holds (a pooled swarm's member also holds one token of its pool), or ''
 local function get_owner(idx, t)
   local raw = redis.call('HGET', K_OWNERS, idx)
-  if not raw then return {e = 0, s = 0, tok = '', flags = '', t0 = t} end
-  local e, s, tok, flags, t0 = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
-  return {e = tonumber(e) or 0, s = tonumber(s) or 0, tok = tok or '', flags = flags or '', t0 = tonumber(t0) or t}
+  if not raw then return {e = 0, s = 0, tok = '', flags = '', t0 = t, g = ''} end
+  local e, s, tok, flags, t0, g = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+  return {
+    e = tonumber(e) or 0, s = tonumber(s) or 0, tok = tok or '', flags = flags or '', t0 = tonumber(t0) or t,
+    g = g or '',
+  }
 end
 
 local function put_owner(idx, o)
-  redis.call('HSET', K_OWNERS, idx, o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0)
+  redis.call('HSET', K_OWNERS, idx, o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0 .. '|' .. o.g)
 end
 
 -- Upper bounds (seconds) of the hand-off latency histogram: a member's admission to its receipt.
@@ -145,24 +149,37 @@ local function dispatch_deadline(m, t)
 end
 
 -- Move up to (limit - tokens held) queued members to 'dispatched'; return their ids and signatures.
-local function admit(m, t)
+-- A rate (rate_int: seconds between admissions, burst 1) admits one at a time and notes when the next may
+-- come (m._wake). A pooled swarm admits only with pool grants (the grant ids, given by grant.lua): what it
+-- could admit beyond them is its demand on the pool (m._pool_want), settled by the caller (F1, F3).
+local function admit(m, t, grants)
   if m.state ~= 'running' or m.paused == 1 or m.queued <= 0 then return {}, {} end
   local free = m.limit - m.dispatched - m.running
   if free <= 0 then return {}, {} end
-  local ids = redis.call('LPOP', K_QUEUE, free)
+  local n = math.min(free, m.queued)
+  if m.rate_int > 0 then
+    if t < m.tat then m._wake = m.tat; return {}, {} end
+    n = 1
+  end
+  if m.pool_on == 1 then
+    local have = grants and #grants or 0
+    if have < n then m._pool_want = n - have end
+    n = math.min(n, have)
+  end
+  if n <= 0 then return {}, {} end
+  local ids = redis.call('LPOP', K_QUEUE, n)
   if not ids then return {}, {} end
   local sigs = {}
   for i = 1, #ids, CHUNK do
     local part = redis.call('HMGET', K_MEMBERS, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
-    for _, s in ipairs(part) do sigs[#sigs + 1] = s end
+    for _, sig in ipairs(part) do sigs[#sigs + 1] = sig end
   end
   local st, z, own = {}, {}, {}
   local deadline = dispatch_deadline(m, t)
-  local fresh = '0|0|||' .. t
-  for _, id in ipairs(ids) do
+  for i, id in ipairs(ids) do
     st[#st + 1] = id; st[#st + 1] = 'd'
     z[#z + 1] = deadline; z[#z + 1] = id
-    own[#own + 1] = id; own[#own + 1] = fresh
+    own[#own + 1] = id; own[#own + 1] = '0|0|||' .. t .. '|' .. (grants and grants[i] or '')
   end
   bulk('HSET', K_MSTATE, st)
   bulk('ZADD', K_TOKENS, z)
@@ -170,6 +187,10 @@ local function admit(m, t)
   incr(m, 'queued', -#ids)
   incr(m, 'dispatched', #ids)
   incr(m, 'admitted', #ids)
+  if m.rate_int > 0 then
+    set(m, 'tat', math.max(m.tat, t) + m.rate_int)
+    if m.queued > 0 then m._wake = m.tat end
+  end
   return ids, sigs
 end
 
@@ -196,10 +217,24 @@ local function token_holders(t)
   return out
 end
 
--- A member gave its token back (finished, cancelled): forget its owner record.
-local function release(idx)
+-- A member gave its token back (finished, cancelled): forget its owner record; its pool grant, if any,
+-- goes back to the pool (the caller settles m._released with the pool).
+local function release(m, idx)
+  local g = get_owner(idx, 0).g
+  if g ~= '' then m._released[#m._released + 1] = g end
   redis.call('ZREM', K_TOKENS, idx)
   redis.call('HDEL', K_OWNERS, idx)
+end
+
+-- What the caller must settle with the pool and the due index after this transition: the swarm's
+-- demand on its pool, when a rate lets the next member in (''), whether it ended, grants given back,
+-- its pool's name ('' when none) and its weight there.
+local function flow(m)
+  local ended = 0
+  if m._finished_now then ended = 1 end
+  local pool = m.pool_on == 1 and m.pool or ''
+  return {tostring(m._pool_want or 0), m._wake and tostring(m._wake) or '', ended, m._released, pool,
+    tostring(math.max(1, m.weight))}
 end
 
 -- A member ended in state kind ('s' | 'f' | 'c'): record it where members(state=...) finds it.

@@ -2,7 +2,7 @@
 -- admit. All or nothing: a batch that would go beyond max_task_allowed writes nothing.
 -- KEYS: see _lib.lua
 -- ARGV[1] mode ('register'|'run')   ARGV[2] want_ctx   ARGV[3] close_on_max ('1'|'0')   ARGV[4 ..] blobs
--- Returns {'ok', fin, ids, sigs, ctx, {}, first_index, closed_now (0|1)} | {'closed'} | {'toomany'} | {'unknown'}
+-- Returns (flow: see _lib.lua) {'ok', fin, ids, sigs, ctx, {}, first_index, closed_now (0|1)} | {'closed'} | {'toomany'} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local n = #ARGV - 3
@@ -34,4 +34,4 @@ if ARGV[3] == '1' and m.max_tasks > 0 and m.total >= m.max_tasks then set(m, 'cl
 local aids, sigs = admit(m, t)
 local fin = maybe_finish(m, t)
 save_meta(m, t)
-return {'ok', fin, aids, sigs, ctx_if(ARGV[2], #aids), {}, first, closed_now}
+return {'ok', fin, aids, sigs, ctx_if(ARGV[2], #aids), {}, flow(m), first, closed_now}

@@ -1,7 +1,7 @@
 -- enqueue.lua: queue one registered member (member.apply_async), storing its run kwargs; admit.
 -- KEYS: see _lib.lua
 -- ARGV[1] index   ARGV[2] member blob (run kwargs merged)   ARGV[3] want_ctx
--- Returns {'ok', fin, ids, sigs, ctx} | {'closed'} | {'twice'} | {'nomember'} | {'initial'} | {'unknown'}
+-- Returns (flow: see _lib.lua) {'ok', fin, ids, sigs, ctx} | {'closed'} | {'twice'} | {'nomember'} | {'initial'} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 if is_finished(m) then return {'closed'} end
@@ -18,4 +18,4 @@ push_queue(m, {ARGV[1]})
 local ids, sigs = admit(m, t)
 local fin = maybe_finish(m, t)
 save_meta(m, t)
-return {'ok', fin, ids, sigs, ctx_if(ARGV[3], #ids)}
+return {'ok', fin, ids, sigs, ctx_if(ARGV[3], #ids), {}, flow(m)}

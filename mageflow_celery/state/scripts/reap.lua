@@ -4,8 +4,9 @@
 -- KEYS: see _lib.lua
 -- ARGV[1] claim_s (a claim older than this is stale)   ARGV[2] most expired members to return
 -- Returns {'ok', state, stale_fin ('' | 's' | 'f' | 'c'), on_lost, {idx, mstate, deadline, sig, owner, ...},
---   now, lease_s, dispatch_timeout_s, next} where next is the earliest deadline still ahead (a token's, a
---   finalization claim's) or '' when none: the time the reaper must look again
+--   now, lease_s, dispatch_timeout_s, next, rate_ready} where next is the earliest deadline still ahead (a
+--   token's, a finalization claim's, a rate's next slot) or '' when none: the time the reaper must look
+--   again; rate_ready is 1 when a rate holding members back lets the next one in now
 --   | {'done'} (finished, finalized, no token held: nothing will ever change) | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
@@ -38,5 +39,14 @@ if #ahead > 0 then
   local first = tonumber(ahead[2])
   if next_at == nil or first < next_at then next_at = first end
 end
+-- a rate holding queued members back: look again at its next slot; at or after it, the reaper admits (F3)
+local rate_ready = 0
+if m.rate_int > 0 and m.queued > 0 and m.state == 'running' and m.paused == 0 then
+  if m.tat <= t then
+    rate_ready = 1
+  elseif next_at == nil or m.tat < next_at then
+    next_at = m.tat
+  end
+end
 return {'ok', m.state, stale, redis.call('HGET', K_META, 'on_lost') or 'retry', out, tostring(t),
-  tostring(m.lease_s), tostring(m.dispatch_to), next_at and tostring(next_at) or ''}
+  tostring(m.lease_s), tostring(m.dispatch_to), next_at and tostring(next_at) or '', rate_ready}

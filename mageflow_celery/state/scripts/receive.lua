@@ -19,11 +19,11 @@ local t = now()
 if m.state == 'cancelled' or m.state == 'failed' then
   if st == 'd' or st == 'r' then
     ended(idx, 'c')
-    release(idx)
+    release(m, idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     incr(m, 'cancelled', 1)
     save_meta(m, t)
-    return {'drop'}
+    return {'drop', m._released, m.pool_on == 1 and m.pool or ''}
   end
   if st == 'c' then return {'drop'} end
 end

@@ -4,7 +4,7 @@
 -- KEYS: see _lib.lua
 -- ARGV[1] want_ctx   then triples: ARGV[i] index, ARGV[i+1] kind ('s' ok | 'f' failed | 'x' revoked),
 --   ARGV[i+2] payload (encoded result, or JSON error record)
--- Returns {'ok', fin ('' | 's' | 'f'), ids, sigs, ctx, revoke ('index:step'), n_recorded} | {'unknown'}
+-- Returns (flow: see _lib.lua) {'ok', fin ('' | 's' | 'f'), ids, sigs, ctx, revoke ('index:step'), n_recorded} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local t = now()
@@ -17,7 +17,7 @@ for i = 2, #ARGV, 3 do
   if st == 'd' or st == 'r' then
     recorded = recorded + 1
     local was_finished = is_finished(m)
-    release(idx)
+    release(m, idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     if kind == 'x' and m.state == 'cancelled' then kind = 'c' elseif kind == 'x' then kind = 'f' end
     ended(idx, kind)
@@ -43,4 +43,4 @@ end
 local ids, sigs = admit(m, t)
 if fin == '' then fin = maybe_finish(m, t) end
 save_meta(m, t)
-return {'ok', fin, ids, sigs, ctx_if(ARGV[1], #ids), revoke, recorded}
+return {'ok', fin, ids, sigs, ctx_if(ARGV[1], #ids), revoke, flow(m), recorded}

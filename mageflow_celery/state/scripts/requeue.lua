@@ -4,7 +4,7 @@
 -- instead, as at receipt.
 -- KEYS: see _lib.lua
 -- ARGV[1] want_ctx   ARGV[2 ..] member indices
--- Returns {'ok', '', ids ('index:epoch'), sigs, ctx, {}, n_cancelled} | {'unknown'}
+-- Returns (flow: see _lib.lua) {'ok', '', ids ('index:epoch'), sigs, ctx, {}, n_cancelled} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 local t = now()
@@ -17,7 +17,7 @@ for i = 2, #ARGV do
   if (st == 'd' or st == 'r') and score ~= nil and score <= t then
     if ended then
       ended(idx, 'c')
-      release(idx)
+      release(m, idx)
       incr(m, st == 'd' and 'dispatched' or 'running', -1)
       incr(m, 'cancelled', 1)
       cancelled = cancelled + 1
@@ -39,4 +39,4 @@ end
 local sigs = {}
 if #plain > 0 then sigs = redis.call('HMGET', K_MEMBERS, unpack(plain)) end
 save_meta(m, t)
-return {'ok', '', ids, sigs, ctx_if(ARGV[1], #ids), {}, cancelled}
+return {'ok', '', ids, sigs, ctx_if(ARGV[1], #ids), {}, flow(m), cancelled}

@@ -1,7 +1,7 @@
 -- start.lua: start a created swarm: store its run context, queue the initial members, admit.
 -- KEYS: see _lib.lua
 -- ARGV[1] ctx (encoded run context)   ARGV[2] def (encoded finalizer definition)   ARGV[3] want_ctx
--- Returns {'ok', fin, ids, sigs, ctx} | {'started', state} | {'unknown'}
+-- Returns (flow: see _lib.lua) {'ok', fin, ids, sigs, ctx} | {'started', state} | {'unknown'}
 local m = load_meta()
 if not m then return {'unknown'} end
 if m.state ~= 'pending' then return {'started', m.state} end
@@ -16,4 +16,4 @@ incr(m, 'registered', -#initial)
 local ids, sigs = admit(m, t)
 local fin = maybe_finish(m, t)
 save_meta(m, t)
-return {'ok', fin, ids, sigs, ctx_if(ARGV[3], #ids)}
+return {'ok', fin, ids, sigs, ctx_if(ARGV[3], #ids), {}, flow(m)}

@@ -1,0 +1,56 @@
+"""Flow control after a transition (SPEC §7): settle with the swarm's pool, wake rates on time.
+
+A transition's ``flow`` says what the swarm wants from its pool (members it could admit), which grants it
+gave back (members that ended, grants it could not use), whether it just finished, and when a rate lets
+its next member in. :func:`settle` tells the pool (one script on the pool's slot), which hands its free
+tokens out in weighted round-robin; each swarm that got grants admits that many members (one script on
+its slot), which the caller follows like any transition. The protocol and why no token is ever leaked or
+double-granted when a process dies between two steps are in ``docs/pools.md``.
+
+Layer: ``engine`` (see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..keys import pool_due_member
+from ..state.store import PoolSettlement, Transition
+from .runtime import Runtime
+
+logger = logging.getLogger("mageflow_celery")
+
+
+def settle(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[str, Transition]]:
+    """Settle ``tr``'s flow; returns the transitions of swarms that got pool grants, for the caller to follow."""
+    flow = tr.flow
+    if flow.wake_at is not None:
+        rt.store.schedule(swarm_id, flow.wake_at)  # the reaper admits the next member at its rate's slot
+    if not flow.pool or not (flow.released or flow.pool_want or flow.ended):
+        return []
+    want = 0 if flow.ended else flow.pool_want
+    settled = rt.store.pool_settle(flow.pool, swarm_id, want, flow.weight, flow.released)
+    return apply_grants(rt, flow.pool, settled)
+
+
+def apply_grants(rt: Runtime, pool: str, settled: PoolSettlement) -> list[tuple[str, Transition]]:
+    """Hand each swarm its grants (it admits that many); grants a gone swarm cannot take go back."""
+    if settled.wake_at is not None:
+        rt.store.schedule(pool_due_member(pool), settled.wake_at)
+    out: list[tuple[str, Transition]] = []
+    orphans: list[str] = []
+    for swarm_id, grants in settled.grants.items():
+        tr = rt.store.grant(swarm_id, grants, want_ctx=rt.cached_ctx(swarm_id) is None)
+        if tr.status == "unknown":
+            orphans += tr.flow.released
+        else:
+            out.append((swarm_id, tr))
+    if orphans:
+        logger.debug("pool %s: %d grant(s) to expired swarms go back", pool, len(orphans))
+        out += apply_grants(rt, pool, rt.store.pool_settle(pool, "", 0, 1, orphans))
+    return out
+
+
+def wake_pool(rt: Runtime, pool: str) -> list[tuple[str, Transition]]:
+    """A pool's rate let its next token out: hand it to the waiting swarms."""
+    return apply_grants(rt, pool, rt.store.pool_settle(pool, "", 0, 1, []))

@@ -1,0 +1,79 @@
+-- pool/_lib.lua: shared by the scripts of one pool (prepended by scripts/__init__.py). A pool's keys share
+-- its own hash tag {pool:<name>}; no script touches a swarm's keys (F5).
+-- KEYS[1] meta     hash  limit (0: unlimited), rate_int (seconds between grants, 0: none), tat (the rate's
+--                        next slot), seq (last grant id)
+-- KEYS[2] holders  hash  grant id -> 'swarm id|granted at': the pool's tokens in use
+-- KEYS[3] ring     list  swarms waiting for tokens, in round-robin order (each once)
+-- KEYS[4] wants    hash  swarm id -> members it could admit if granted (its demand)
+-- KEYS[5] weights  hash  swarm id -> its weight (tokens per turn)
+-- KEYS[6] credit   hash  swarm id -> tokens left in its current turn
+local K_META, K_HOLDERS, K_RING, K_WANTS, K_WEIGHTS, K_CREDIT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function num(key, field)
+  return tonumber(redis.call('HGET', key, field)) or 0
+end
+
+-- A swarm stops waiting (its demand is met, it ended, or it said it wants nothing).
+local function unwait(swarm)
+  redis.call('HDEL', K_WANTS, swarm)
+  redis.call('HDEL', K_WEIGHTS, swarm)
+  redis.call('HDEL', K_CREDIT, swarm)
+  redis.call('LREM', K_RING, 0, swarm)
+end
+
+-- A swarm's current demand (members it could admit now) and weight.
+local function want(swarm, n, weight)
+  if n <= 0 then unwait(swarm); return end
+  if redis.call('HEXISTS', K_WANTS, swarm) == 0 then redis.call('RPUSH', K_RING, swarm) end
+  redis.call('HSET', K_WANTS, swarm, n)
+  redis.call('HSET', K_WEIGHTS, swarm, weight)
+end
+
+-- Give free tokens to the waiting swarms in weighted round-robin (F2): the swarm at the head of the ring
+-- gets up to its weight in tokens, one at a time, then goes to the back. A rate (F3) lets one token out per
+-- rate_int seconds (burst 1, on the state Redis's clock). Returns {swarm, grant id, ...} and the time the
+-- rate lets the next token out when it holds one back ('' otherwise).
+local function distribute(t)
+  local limit, rate, tat = num(K_META, 'limit'), num(K_META, 'rate_int'), num(K_META, 'tat')
+  local free = limit > 0 and (limit - redis.call('HLEN', K_HOLDERS)) or math.huge
+  local out, wake = {}, ''
+  while free > 0 do
+    local swarm = redis.call('LINDEX', K_RING, 0)
+    if not swarm then break end
+    local demand = num(K_WANTS, swarm)
+    if demand <= 0 then
+      unwait(swarm)
+    else
+      if rate > 0 then
+        if t < tat then wake = tostring(tat); break end
+        tat = math.max(tat, t) + rate
+      end
+      local g = tostring(redis.call('HINCRBY', K_META, 'seq', 1))
+      redis.call('HSET', K_HOLDERS, g, swarm .. '|' .. t)
+      out[#out + 1] = swarm; out[#out + 1] = g
+      free = free - 1
+      demand = demand - 1
+      local weight = math.max(1, num(K_WEIGHTS, swarm))
+      local credit = tonumber(redis.call('HGET', K_CREDIT, swarm)) or weight
+      credit = credit - 1
+      if demand <= 0 then
+        unwait(swarm)
+      else
+        redis.call('HSET', K_WANTS, swarm, demand)
+        if credit <= 0 then
+          redis.call('LMOVE', K_RING, K_RING, 'LEFT', 'RIGHT')
+          redis.call('HSET', K_CREDIT, swarm, weight)
+        else
+          redis.call('HSET', K_CREDIT, swarm, credit)
+        end
+      end
+    end
+  end
+  if rate > 0 then redis.call('HSET', K_META, 'tat', tostring(tat)) end
+  return out, wake
+end
