@@ -168,4 +168,37 @@ def metrics_snapshot(app: Celery) -> MetricsSnapshot:
     )
 
 
-__all__ = ["FINISHED_STATES", "LATENCY_BUCKETS", "MetricsSnapshot", "describe_swarm", "list_swarms", "metrics_snapshot"]
+@dataclass(frozen=True)
+class PoolInfo:
+    """One shared pool (F1): its limit, the tokens its members hold now, its rate and who waits on it."""
+
+    name: str
+    #: Most tokens held at once across all swarms; ``None``: unlimited.
+    limit: int | None
+    #: Tokens held now (members dispatched or running).
+    in_use: int
+    #: The pool's rate (Celery's syntax, e.g. ``"10/s"``), or ``None``.
+    rate_limit: str | None
+    #: Ids of the swarms with members waiting for one of its tokens.
+    waiting: list[str]
+
+
+def list_pools(app: Celery) -> list[PoolInfo]:
+    """Every pool known to ``app``'s key prefix, by name (the dashboard's ``/pools`` page, the metrics).
+
+    Filled in by the pools feature (SPEC F1: ``SwarmConfig(pool=...)``, ``set_pool_limit``); until it lands
+    there is no pool, and this returns ``[]``.
+    """
+    return []
+
+
+__all__ = [
+    "FINISHED_STATES",
+    "LATENCY_BUCKETS",
+    "MetricsSnapshot",
+    "PoolInfo",
+    "describe_swarm",
+    "list_pools",
+    "list_swarms",
+    "metrics_snapshot",
+]
