@@ -44,7 +44,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from ..engine.runtime import runtime_for
 from ..errors import StateStoreError
-from .inspect import MetricsSnapshot, PoolInfo, list_pools, metrics_snapshot
+from . import inspect
+from .inspect import MetricsSnapshot, PoolInfo, metrics_snapshot
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -72,7 +73,7 @@ class SwarmCollector:
     def collect(self) -> Iterator[Metric]:
         prefix = self.prefix
         try:
-            snap, pools = metrics_snapshot(self.app), list_pools(self.app)
+            snap, pools = metrics_snapshot(self.app), inspect.list_pools(self.app)
         except StateStoreError as exc:
             logger.warning("metrics: reading the swarm state failed: %s", exc)
             yield _up(prefix, False)
