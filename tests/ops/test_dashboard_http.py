@@ -254,3 +254,19 @@ def test_the_dashboard_command_names_the_extra_when_it_is_missing(
         swarm_cli, ["dashboard", "--token", "t", "--read-only"], obj=CLIContext(mageflow_app, True, None)
     )
     assert both.exit_code == 2 and "--read-only takes no --token" in both.output
+
+
+def test_mounted_under_a_path_in_fastapi_its_links_and_stream_follow_the_mount(mageflow_app: Celery) -> None:
+    from fastapi import FastAPI
+
+    res = _start(mageflow_app, "mounted")
+    api = FastAPI()
+    api.mount("/ops/swarms", create_app(mageflow_app, token=TOKEN))
+    with TestClient(api) as client:
+        page = client.get("/ops/swarms/").text
+        assert f'href="/ops/swarms/swarms/{res.id}"' in page
+        assert 'data-base="/ops/swarms"' in page and 'src="/ops/swarms/static/dashboard.js"' in page
+        assert client.get("/ops/swarms/static/dashboard.css").status_code == 200
+        assert client.get(f"/ops/swarms/swarms/{res.id}").status_code == 200
+        done = client.post(f"/ops/swarms/api/swarms/{res.id}/pause", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert done.json()["changed"] is True
