@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._version import __version__
 from .client.canvas import Swarm, swarm
 from .client.membership import SwarmMember
-from .client.pools import set_pool_limit
+from .client.pools import PoolInfo, get_pool, list_pools, set_pool_limit
 from .client.result import MemberInfo, SwarmProgress, SwarmResult
 from .client.signing import MageflowSignature
 from .config import SwarmConfig
@@ -46,6 +46,9 @@ __all__ = [
     "MemberInfo",
     "SwarmProgress",
     "SwarmResult",
+    "PoolInfo",
+    "get_pool",
+    "list_pools",
     # Errors
     "MageflowError",
     "NotSerializableError",

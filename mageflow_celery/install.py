@@ -1,7 +1,8 @@
 """The composition root: :func:`install` wires mageflow_celery into a Celery app.
 
 It is the one module that knows every layer (see ``docs/architecture.md``): it creates the app's
-runtime (engine), connects the worker's signal receivers, start gate and reaper bootstep (worker), and registers
+runtime (engine), connects the worker's signal receivers, start gate and reaper bootstep (worker), the swarm
+events (engine receivers, and the worker's switch telling whether task events are on), and registers
 the internal tasks (``mageflow.swarm`` from the client, ``mageflow.swarm_result`` from the engine).
 """
 
@@ -14,9 +15,10 @@ import weakref
 from celery import Celery
 
 from .client.starter import register_starter
+from .engine import events
 from .engine.runtime import create_runtime
 from .engine.tasks import register_result_task
-from .worker import gate, hooks, reaper
+from .worker import eventing, gate, hooks, reaper
 
 logger = logging.getLogger("mageflow_celery")
 _wired: weakref.WeakSet[Celery] = weakref.WeakSet()
@@ -54,10 +56,12 @@ def install(
             return
         _wired.add(app)
     hooks.connect()
+    events.connect()
     register_starter(app)
     register_result_task(app)
     gate.add_to(app)
     reaper.add_to(app)
+    eventing.add_to(app)
     _warn_without_results(app)
     logger.debug("mageflow_celery installed on %r (%s)", app.main, runtime.settings)
 

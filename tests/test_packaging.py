@@ -124,6 +124,25 @@ def test_wheel_contains_license_typing_marker_and_every_lua_script(wheel: Path) 
     assert sorted(n[len(prefix) :] for n in names if n.startswith(prefix)) == sorted([*scripts, "__init__.py"])
 
 
+def test_wheel_ships_the_dashboard_files_and_keeps_its_dependencies_in_the_extra(wheel: Path) -> None:
+    # Given the dashboard's templates and static files in the repository
+    package = REPO_ROOT / "mageflow_celery" / "ops" / "dashboard"
+    data = sorted(str(p.relative_to(REPO_ROOT)) for p in package.rglob("*") if p.suffix in (".html", ".css", ".js"))
+    assert len(data) >= 6
+
+    # When the wheel is read
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [line for line in archive.read(metadata).decode().splitlines() if line.startswith("Requires-Dist:")]
+
+    # Then every one of them is in it, and Starlette, uvicorn, Jinja2 and prometheus_client only in the extra
+    assert [n for n in data if n not in names] == []
+    optional = ("starlette", "uvicorn", "jinja2", "prometheus-client")
+    assert [r for r in requires if r.split()[1].startswith(optional) and "extra == 'dashboard'" not in r] == []
+    assert sum("extra == 'dashboard'" in r for r in requires) == len(optional)
+
+
 def test_a_swarm_runs_end_to_end_from_the_installed_wheel(fresh_python: Path, redis_url: str, tmp_path: Path) -> None:
     # Given an app module and a client script outside the checkout, and a worker of the fresh venv
     (tmp_path / "packaged_app.py").write_text(APP_MODULE)

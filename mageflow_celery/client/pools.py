@@ -10,7 +10,7 @@ from celery import Celery
 from ..engine.pools import PoolInfo, all_pools, configure_pool, pool_info
 from ..engine.runtime import runtime_for
 
-__all__ = ["PoolInfo", "list_pools", "set_pool_limit"]
+__all__ = ["PoolInfo", "get_pool", "list_pools", "set_pool_limit"]
 
 
 def set_pool_limit(app: Celery, name: str, n: int | None, rate_limit: str | None = None) -> PoolInfo:

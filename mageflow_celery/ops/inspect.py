@@ -20,6 +20,7 @@ from typing import Any
 
 from celery import Celery
 
+from ..client.pools import PoolInfo, list_pools
 from ..client.result import PROGRESS_FIELDS, SwarmProgress, progress_from_meta
 from ..engine.runtime import runtime_for
 from ..errors import SwarmNotFoundError
@@ -168,4 +169,13 @@ def metrics_snapshot(app: Celery) -> MetricsSnapshot:
     )
 
 
-__all__ = ["FINISHED_STATES", "LATENCY_BUCKETS", "MetricsSnapshot", "describe_swarm", "list_swarms", "metrics_snapshot"]
+__all__ = [
+    "FINISHED_STATES",
+    "LATENCY_BUCKETS",
+    "MetricsSnapshot",
+    "PoolInfo",
+    "describe_swarm",
+    "list_pools",
+    "list_swarms",
+    "metrics_snapshot",
+]

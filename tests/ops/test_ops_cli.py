@@ -435,7 +435,20 @@ def test_help_lists_every_command() -> None:
     result = CliRunner().invoke(swarm_cli, ["--help"])
     assert result.exit_code == 0
     listed = re.findall(r"^  (\w+) ", result.stdout, re.MULTILINE)
-    assert listed == ["cancel", "close", "ls", "members", "pause", "pool", "reap", "resize", "resume", "show", "watch"]
+    assert listed == [
+        "cancel",
+        "close",
+        "dashboard",
+        "ls",
+        "members",
+        "pause",
+        "pool",
+        "reap",
+        "resize",
+        "resume",
+        "show",
+        "watch",
+    ]
     cancel_help = CliRunner().invoke(swarm_cli, ["cancel", "--help"]).stdout
     assert "--terminate" in cancel_help and "--yes" in cancel_help
 

@@ -11,6 +11,7 @@ Celery loads it through the ``celery.commands`` entry point, so once mageflow_ce
     celery -A proj swarm reap
     celery -A proj swarm resize ID N
     celery -A proj swarm pool set NAME N [--rate 10/s] | pool ls [--json]
+    celery -A proj swarm dashboard [--bind 127.0.0.1] [--port 5566] [--token T | --read-only]
 
 Output is built on :mod:`mageflow_celery.ops.inspect` and :class:`~mageflow_celery.SwarmResult`, never on
 raw keys. Results go to stdout, messages and errors to stderr. Exit codes: 0 success; 1 the watched
@@ -22,7 +23,7 @@ Layer: ``ops`` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
-from . import pools, reading, steering
+from . import dashboard, pools, reading, steering
 from ._group import (
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -44,6 +45,7 @@ __all__ = [
     "StateUnavailableError",
     "SwarmGroup",
     "UnknownSwarmError",
+    "dashboard",
     "pools",
     "reading",
     "steering",
