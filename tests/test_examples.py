@@ -8,6 +8,7 @@ Each example's ``main()`` starts its own in-process worker; ``REDIS_URL`` points
 from __future__ import annotations
 
 import hashlib
+import itertools
 import importlib
 import importlib.util
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ MODULES = {
     "examples.django_app.run": "django",
     "examples.per_customer.tasks": None,
     "examples.per_customer.run": None,
+    "examples.shared_api.tasks": None,
+    "examples.shared_api.run": None,
     "examples.beat_nightly.tasks": None,
     "examples.beat_nightly.run": None,
 }
@@ -148,6 +151,19 @@ def test_per_customer_swarms_nest_in_one_outer_swarm(examples_env: None) -> None
     ]
     assert out["members"] == ["succeeded", "succeeded", "succeeded", "failed"]
     assert out["summary"] == "run 2026-11-30: records synced per customer [5, 3, 4, 'failed']"
+
+
+def test_two_tenants_share_one_pool_and_the_small_one_is_not_starved(examples_env: None) -> None:
+    out = load("examples.shared_api.run").main()
+    order = out["order"]
+    assert sorted(order) == ["S"] * 5 + ["b"] * 40
+    # The small tenant's calls interleave with the big one's (round robin), not all after them
+    positions = [i for i, who in enumerate(order) if who == "S"]
+    assert all(later - earlier <= 3 for earlier, later in itertools.pairwise(positions)), order
+    assert out["big_left"] >= 20, order
+    # And the pool's limit and rate held over both swarms (20/s: starts at least 50 ms apart on average)
+    assert out["overlap"] <= 2
+    assert out["rate"] <= 20 * 1.1
 
 
 def test_flask_view_starts_a_swarm_and_reports_its_progress(examples_env: None) -> None:

@@ -20,6 +20,14 @@ from .runtime import Runtime
 
 logger = logging.getLogger("mageflow_celery")
 
+#: The reaper frees a pool token no member holds once its grant is older than this (a process died between
+#: two steps of the protocol, docs/pools.md).
+POOL_GRACE_S = 30.0
+#: A swarm uses a grant only while it is younger than this (it gives older ones back): the reaper never frees
+#: a grant a swarm may still use, so a process stalled between two steps cannot exceed the pool's limit.
+#: The margin to POOL_GRACE_S covers the clock difference of two Redis Cluster masters.
+GRANT_MAX_AGE_S = 10.0
+
 
 def settle(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[str, Transition]]:
     """Settle ``tr``'s flow; returns the transitions of swarms that got pool grants, for the caller to follow."""
@@ -40,7 +48,9 @@ def apply_grants(rt: Runtime, pool: str, settled: PoolSettlement) -> list[tuple[
     out: list[tuple[str, Transition]] = []
     orphans: list[str] = []
     for swarm_id, grants in settled.grants.items():
-        tr = rt.store.grant(swarm_id, grants, want_ctx=rt.cached_ctx(swarm_id) is None)
+        tr = rt.store.grant(
+            swarm_id, grants, settled.granted_at, GRANT_MAX_AGE_S, want_ctx=rt.cached_ctx(swarm_id) is None
+        )
         if tr.status == "unknown":
             orphans += tr.flow.released
         else:

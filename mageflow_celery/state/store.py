@@ -213,10 +213,12 @@ class SwarmStore:
     def resume(self, swarm_id: str, want_ctx: bool) -> Transition:
         return _transition(self._run("resume", swarm_id, [int(want_ctx)]))
 
-    def grant(self, swarm_id: str, grants: Sequence[str], want_ctx: bool) -> Transition:
-        """Admit members with pool grants; the unused ones come back in ``flow.released`` (``unknown``:
-        ``extra`` holds them all)."""
-        reply = self._run("grant", swarm_id, [int(want_ctx), *grants])
+    def grant(
+        self, swarm_id: str, grants: Sequence[str], granted_at: float, max_age_s: float, want_ctx: bool
+    ) -> Transition:
+        """Admit members with pool grants made at ``granted_at`` (the pool's clock; none if older than
+        ``max_age_s``); the unused ones come back in ``flow.released`` (``unknown``: all of them)."""
+        reply = self._run("grant", swarm_id, [int(want_ctx), repr(granted_at), repr(max_age_s), *grants])
         if _s(reply[0]) == "unknown":
             return Transition("unknown", flow=Flow(released=[_s(x) for x in reply[1]]))
         return _transition(reply)
@@ -528,13 +530,15 @@ def _renewal(reply: Sequence[Any]) -> Renewal | None:
 
 @dataclass(frozen=True, slots=True)
 class PoolSettlement:
-    """What a pool script handed out: grant ids per swarm, when its rate lets the next token out."""
+    """What a pool script handed out: grant ids per swarm (made at ``granted_at``, the pool's clock), when its
+    rate lets the next token out."""
 
     grants: dict[str, list[str]] = field(default_factory=dict)
     wake_at: float | None = None
     in_use: int = 0
     limit: int = 0
     dropped: int = 0
+    granted_at: float = 0.0
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> PoolSettlement:
@@ -543,8 +547,8 @@ class PoolSettlement:
         for i in range(0, len(flat), 2):
             grants.setdefault(_s(flat[i]), []).append(_s(flat[i + 1]))
         wake = _s(reply[1])
-        dropped = int(reply[4]) if len(reply) > 4 else 0
-        return cls(grants, float(wake) if wake else None, int(reply[2]), int(float(_s(reply[3]))), dropped)
+        wake_at = float(wake) if wake else None
+        return cls(grants, wake_at, int(reply[2]), int(float(_s(reply[3]))), int(reply[4]), float(_s(reply[5])))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
+from ..engine.flow import POOL_GRACE_S
 from ..engine.pools import configure_pool, configured_pools
 from ..engine.runtime import Runtime, installed_runtime, runtime_for
 from ..keys import pool_due_member
@@ -47,8 +48,6 @@ DUE_BATCH = 200
 SWEEP_PAGE = 200
 #: A swarm whose handling raised is looked at again this much later.
 RETRY_AFTER_S = 5.0
-#: A pool grant no member holds is freed once it is this old (the two steps of a grant take milliseconds).
-POOL_GRACE_S = 30.0
 #: The due index's members for pools start with this (``keys.pool_due_member``).
 POOL_MEMBER_PREFIX = pool_due_member("")
 _SWEEP_FIELDS = ("dispatched", "running", "fin", "state", "paused", "pool", "queued", "limit")

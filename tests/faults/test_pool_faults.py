@@ -12,6 +12,7 @@ from faultkit import Faults, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, set_pool_limit, swarm
 from mageflow_celery.client.pools import get_pool
+from mageflow_celery.engine.flow import GRANT_MAX_AGE_S
 from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import PoolKeys
 from mageflow_celery.testing import RedisCluster, max_overlap, wait_for
@@ -100,6 +101,33 @@ def test_a_process_dying_between_two_protocol_steps_leaks_no_token_after_reconci
     again = ReapReport()
     reconcile_pools(rt, 0.0, again)
     assert again.pool_freed == 0
+
+
+def test_a_process_stalled_past_the_grace_between_grant_and_admission_cannot_exceed_the_limit(
+    faults: Faults,
+) -> None:
+    # Given a pool of 1 held by swarm S, and swarm T (2 members) waiting for it
+    app = faults.app()
+    rt = runtime_for(app)
+    store = rt.store
+    set_pool_limit(app, "stall", 1)
+    s_id = pooled(app, "stall", 1).apply_async().id
+    t_id = pooled(app, "stall", 2).apply_async().id
+    # When S's member ends, the pool grants T the token, and the process stalls before T admits with it
+    tr = store.report(s_id, [(0, "s", b"0")], want_ctx=False)
+    stalled = store.pool_settle("stall", s_id, 0, 1, tr.flow.released)
+    assert list(stalled.grants) == [t_id]
+    # And meanwhile (past the grace) the reaper frees that token as lost and T gets a new one: member 0 runs
+    reconcile_pools(rt, 0.0, ReapReport())
+    assert store.member_states(t_id) == {0: "d"}
+
+    # Then when the stalled process wakes (its grant now older than a swarm accepts), T admits nothing more
+    late = store.grant(t_id, stalled.grants[t_id], stalled.granted_at - GRANT_MAX_AGE_S - 1, GRANT_MAX_AGE_S, False)
+    assert late.admitted == [] and late.flow.released == stalled.grants[t_id]
+    assert store.member_states(t_id) == {0: "d"}
+    # And giving the stale grant back leaves the one real holder in place
+    store.pool_settle("stall", t_id, late.flow.pool_want, 1, late.flow.released)
+    assert get_pool(app, "stall").holders == {t_id: 1}
 
 
 def test_a_swarm_whose_demand_never_reached_its_pool_is_found_by_the_sweep(faults: Faults) -> None:

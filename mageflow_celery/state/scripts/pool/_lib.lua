@@ -77,3 +77,10 @@ local function distribute(t)
   if rate > 0 then redis.call('HSET', K_META, 'tat', tostring(tat)) end
   return out, wake
 end
+
+-- The reply of every script that hands tokens out: {{swarm, grant id, ...}, wake ('' or when the rate lets
+-- the next token out), in_use, limit, n dropped, granted at (the pool's clock; a swarm refuses grants older
+-- than the reaper's grace, docs/pools.md)}.
+local function settled(t, grants, wake, dropped)
+  return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit'), dropped, tostring(t)}
+end

@@ -2,8 +2,8 @@
 -- them gives tokens out at once; lowering never takes a token back (F1, F4).
 -- KEYS: see pool/_lib.lua
 -- ARGV[1] limit   ARGV[2] rate_int   ARGV[3] the rate as given ('10/s'; '' for none)
--- Returns {{swarm, grant id, ...}, wake, in_use, limit}
+-- Returns: see settled() in pool/_lib.lua
 local t = now()
 redis.call('HSET', K_META, 'limit', ARGV[1], 'rate_int', ARGV[2], 'rate', ARGV[3])
 local grants, wake = distribute(t)
-return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit')}
+return settled(t, grants, wake, 0)

@@ -2,7 +2,7 @@
 -- protocol, docs/pools.md): free them, then give the free tokens out.
 -- KEYS: see pool/_lib.lua
 -- ARGV grant ids, each with the 'swarm|at' value it was read with (dropped only if unchanged)
--- Returns {{swarm, grant id, ...}, wake, in_use, limit, n_dropped}
+-- Returns: see settled() in pool/_lib.lua
 local t = now()
 local dropped = 0
 for i = 1, #ARGV, 2 do
@@ -12,4 +12,4 @@ for i = 1, #ARGV, 2 do
   end
 end
 local grants, wake = distribute(t)
-return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit'), dropped}
+return settled(t, grants, wake, dropped)

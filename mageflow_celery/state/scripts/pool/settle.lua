@@ -3,9 +3,9 @@
 -- KEYS: see pool/_lib.lua
 -- ARGV[1] swarm id ('' for none: the pool's limit or rate changed, or its rate's slot came)
 -- ARGV[2] its demand (members it could admit now)   ARGV[3] its weight   ARGV[4 ..] grant ids given back
--- Returns {{swarm, grant id, ...}, wake ('' or when the rate lets the next token out), in_use, limit}
+-- Returns: see settled() in pool/_lib.lua
 local t = now()
 for i = 4, #ARGV do redis.call('HDEL', K_HOLDERS, ARGV[i]) end
 if ARGV[1] ~= '' then want(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])) end
 local grants, wake = distribute(t)
-return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit')}
+return settled(t, grants, wake, 0)
