@@ -8,9 +8,9 @@ Each example's ``main()`` starts its own in-process worker; ``REDIS_URL`` points
 from __future__ import annotations
 
 import hashlib
-import itertools
 import importlib
 import importlib.util
+import itertools
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
