@@ -10,7 +10,13 @@ key                           type   content
                                      timestamps, encoded run context (``ctx``) and finalizer (``def``)
 ``<p>:swarm:{<id>}:members``  hash   member index -> encoded member signature (run kwargs merged in)
 ``<p>:swarm:{<id>}:queue``    list   member indices queued and waiting for a token (FIFO)
-``<p>:swarm:{<id>}:mstate``   hash   member index -> state letter q/d/r/s/f/c (absent = registered)
+``<p>:swarm:{<id>}:mstate``   hash   member index -> state letter q/s/f/c (absent = registered), or for a
+                                     member holding a token ``d|`` or ``r|`` and its owner record
+                                     ``epoch|step|token|flags|t0|grant``: the publish epoch, the step that
+                                     holds it (or may take it), the receiving delivery's lease token
+                                     (empty while dispatched), flags (``p`` publish failed, ``u`` a
+                                     duplicate copy was dropped), when it was dispatched and the pool
+                                     grant it holds (one write per transition, one read per receipt)
 ``<p>:swarm:{<id>}:tokens``   zset   member index -> deadline (dispatched: dispatch deadline; running:
                                      lease deadline); holds a sentinel ``_`` so it never disappears
 ``<p>:swarm:{<id>}:results``  hash   member index -> encoded result of a succeeded member
@@ -22,11 +28,6 @@ key                           type   content
 ``<p>:swarm:{<id>}:registered`` zset index -> index of members added with ``add_task`` and not run yet
                                      (the initial members are registered while the swarm is pending)
 ``<p>:swarm:{<id>}:children`` set    ids of the nested swarms started as members of this swarm
-``<p>:swarm:{<id>}:owners``   hash   member index -> ``epoch|step|token|flags|t0`` of a member holding a
-                                     token: the publish epoch, the step that holds it (or may take it),
-                                     the receiving delivery's lease token (empty while dispatched),
-                                     flags (``p`` publish failed, ``u`` a duplicate copy was dropped) and
-                                     when it was dispatched
 ``<p>:swarms``                zset   global index of unfinished swarms (id -> created_at), written outside
                                      the scripts; readers drop stale entries
 ``<p>:finished``              zset   global index of finished swarms (id -> finished_at), moved there
@@ -119,10 +120,6 @@ class SwarmKeys:
     def errors(self) -> str:
         return f"{self._base}:errors"
 
-    @property
-    def owners(self) -> str:
-        return f"{self._base}:owners"
-
     def finished(self, state: str) -> str:
         """Zset of the members that ended in ``state`` (``succeeded``, ``failed``, ``cancelled``), by index."""
         return f"{self._base}:{state}"
@@ -145,7 +142,6 @@ class SwarmKeys:
             self.tokens,
             self.results,
             self.errors,
-            self.owners,
             self.finished("succeeded"),
             self.finished("failed"),
             self.finished("cancelled"),

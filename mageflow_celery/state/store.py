@@ -293,8 +293,14 @@ class SwarmStore:
         return sorted(_s(x) for x in raw if x != b"_")
 
     def member_states(self, swarm_id: str) -> dict[int, str]:
+        """Every member's state letter (``q``, ``d``, ``r``, ``s``, ``f``, ``c``; registered ones are absent)."""
         raw = self._read("mstate", self.client.hgetall, self.keys(swarm_id).mstate)
-        return {int(_s(k)): _s(v) for k, v in raw.items() if k != b"_"}
+        return {int(_s(k)): _s(v)[:1] for k, v in raw.items() if k != b"_"}
+
+    def owner(self, swarm_id: str, index: int) -> Owner | None:
+        """The owner record of a member holding a token (``None``: it holds none)."""
+        raw = self._read("mstate", self.client.hget, self.keys(swarm_id).mstate, str(index))
+        return Owner.parse(_s(raw)[2:]) if raw and _s(raw)[:1] in ("d", "r") else None
 
     def ttls(self, swarm_id: str) -> dict[str, int]:
         """TTL in seconds of every existing key of the swarm (``-1`` = none)."""
@@ -466,10 +472,10 @@ class SwarmStore:
 
     def held_grants(self, swarm_id: str) -> set[str] | None:
         """The pool grants the members of a swarm hold now (``None``: the swarm is gone)."""
-        raw = self._read("owners", self.client.hvals, self.keys(swarm_id).owners)
-        if not raw and not self._read("meta", self.client.exists, self.keys(swarm_id).meta):
+        reply = self._run("held", swarm_id)
+        if _s(reply[0]) == "unknown":
             return None
-        return {parts[5] for parts in (_s(v).split("|") for v in raw) if len(parts) > 5 and parts[5]}
+        return {_s(g) for g in reply[1]}
 
     # -- the due index: what the reaper must look at, and when -----------------------------------------
 

@@ -14,7 +14,6 @@ from faultkit import Faults, assert_counted_once, finish, quiesce
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import FINAL_STEP
-from mageflow_celery.state.store import Owner
 from mageflow_celery.testing import wait_for
 from mageflow_celery.worker.reaper import ReapReport, reap_once
 
@@ -26,9 +25,9 @@ def _looked_at_twice(faults: Faults, app: object, swarm_id: str, index: int = 0)
     the lease would have expired, more than once, and left it alone."""
     store = runtime_for(app).store  # type: ignore[arg-type]
     keys = store.keys(swarm_id)
-    owner = Owner.parse(faults.probe.hget(keys.owners, str(index)))
+    owner = store.owner(swarm_id, index)
     score = faults.probe.zscore(keys.tokens, str(index))
-    return owner.t0 > 0 and score is not None and score >= owner.t0 + 2.5
+    return owner is not None and owner.t0 > 0 and score is not None and score >= owner.t0 + 2.5
 
 
 def test_copies_republished_after_the_dispatch_timeout_run_once(faults: Faults) -> None:

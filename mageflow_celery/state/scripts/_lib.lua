@@ -3,18 +3,19 @@
 -- KEYS[1] meta     hash  state, flags, limits, counters, ctx, def
 -- KEYS[2] members  hash  index -> encoded member signature ('_' sentinel)
 -- KEYS[3] queue    list  queued member indices, FIFO
--- KEYS[4] mstate   hash  index -> q|d|r|s|f|c ('_' sentinel; absent = registered)
+-- KEYS[4] mstate   hash  index -> q|s|f|c, or d|r followed by the owner record of a member holding a
+--                        token: 'd|epoch|step|token|flags|t0|grant' (see below; '_' sentinel; absent =
+--                        registered)
 -- KEYS[5] tokens   zset  index -> deadline of dispatched/running members ('_' sentinel at +inf)
 -- KEYS[6] results  hash  index -> encoded result ('_' sentinel)
 -- KEYS[7] errors   hash  index -> JSON error record ('_' sentinel)
--- KEYS[8] owners   hash  index -> 'epoch|step|token|flags|t0' of a member holding a token (see below)
--- KEYS[9..11] succeeded, failed, cancelled  zsets  index -> index of the members that ended so
--- KEYS[12] registered  zset  index -> index of members added with add_task and not run yet
--- KEYS[13] children    set   ids of nested swarms started as members
+-- KEYS[8..10] succeeded, failed, cancelled  zsets  index -> index of the members that ended so
+-- KEYS[11] registered  zset  index -> index of members added with add_task and not run yet
+-- KEYS[12] children    set   ids of nested swarms started as members
 local K_META, K_MEMBERS, K_QUEUE, K_MSTATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_TOKENS, K_RESULTS, K_ERRORS, K_OWNERS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_ENDED = {s = KEYS[9], f = KEYS[10], c = KEYS[11]}
-local K_REG, K_CHILDREN = KEYS[12], KEYS[13]
+local K_TOKENS, K_RESULTS, K_ERRORS = KEYS[5], KEYS[6], KEYS[7]
+local K_ENDED = {s = KEYS[8], f = KEYS[9], c = KEYS[10]}
+local K_REG, K_CHILDREN = KEYS[11], KEYS[12]
 
 local CHUNK = 2000
 -- Step number of a member's own task id (a plain member, a chain member's last step); keys.FINAL_STEP.
@@ -23,7 +24,9 @@ local FIELDS = {
   'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
   'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
   'idle_ttl', 'result_ttl', 'ttl_at', 'dispatch_to', 'lease_s', 'fin', 'nerr', 'max_err',
-  'revoke_on_fail', 'admitted', 'pool', 'pool_on', 'rate_int', 'tat', 'weight',
+  'revoke_on_fail', 'admitted', 'pool', 'pool_on', 'rate_int', 'tat', 'weight', 'hl_sum',
+  'hl:0.005', 'hl:0.01', 'hl:0.025', 'hl:0.05', 'hl:0.1', 'hl:0.25', 'hl:0.5', 'hl:1', 'hl:2.5', 'hl:5', 'hl:10',
+  'hl:+Inf',
 }
 local TEXT = {state = true, fin = true, pool = true}
 
@@ -106,7 +109,8 @@ local function save_meta(m, t)
   if #args > 0 then redis.call('HSET', K_META, unpack(args)) end
 end
 
--- Owner record of a member holding a token (D5: at most one execution at a time):
+-- Owner record of a member holding a token (D5: at most one execution at a time), kept after its state
+-- letter in mstate ('d|e|s|tok|flags|t0|g', 'r|...'):
 --   e     publish epoch: +1 each time the reaper re-publishes the member; older copies are stale
 --   s     step: the step whose delivery holds the lease (running), or the lowest step that may take it
 --         (dispatched); a member's own id is step FINAL, a chain member's earlier steps 0, 1, ...
@@ -114,32 +118,50 @@ end
 --   flags 'p': its publish failed (re-publish at once); 'u': a duplicate copy was dropped meanwhile
 --   t0    when it was last dispatched (the dispatch timeout counts from there)
 --   g     the pool grant it holds (a pooled swarm's member also holds one token of its pool), or ''
-local function get_owner(idx, t)
-  local raw = redis.call('HGET', K_OWNERS, idx)
-  if not raw then return {e = 0, s = 0, tok = '', flags = '', t0 = t, g = ''} end
-  local e, s, tok, flags, t0, g = string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|?([^|]*)$')
+local function owner_of(raw, t)
+  local e, s, tok, flags, t0, g = string.match(raw, '^.|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
   return {
     e = tonumber(e) or 0, s = tonumber(s) or 0, tok = tok or '', flags = flags or '', t0 = tonumber(t0) or t,
     g = g or '',
   }
 end
 
-local function put_owner(idx, o)
-  redis.call('HSET', K_OWNERS, idx, o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0 .. '|' .. o.g)
+-- A member's state letter (nil: registered or unknown) and, for one holding a token (d, r), its owner.
+local function get_member(idx, t)
+  local raw = redis.call('HGET', K_MSTATE, idx)
+  if not raw then return nil, nil end
+  local st = string.sub(raw, 1, 1)
+  if st == 'd' or st == 'r' then return st, owner_of(raw, t) end
+  return st, nil
+end
+
+-- The state letter of an mstate value (HMGET / HGET reply; false when absent).
+local function letter(raw)
+  if not raw then return nil end
+  return string.sub(raw, 1, 1)
+end
+
+local function owner_str(o)
+  return o.e .. '|' .. o.s .. '|' .. o.tok .. '|' .. o.flags .. '|' .. o.t0 .. '|' .. o.g
+end
+
+-- Record a member holding a token: state letter 'd' or 'r' and its owner record, in one write.
+local function put_member(idx, st, o)
+  redis.call('HSET', K_MSTATE, idx, st .. '|' .. owner_str(o))
 end
 
 -- Upper bounds (seconds) of the hand-off latency histogram: a member's admission to its receipt.
 local LATENCY_BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
--- Count one hand-off latency in the swarm's histogram (meta fields hl:<le>, hl_sum): folded into the
+-- Count one hand-off latency in the swarm's histogram (meta fields hl:<le>, hl_sum, saved with the meta): folded into the
 -- key prefix's stats when the swarm finishes, read by the metrics.
-local function observe_latency(seconds)
+local function observe_latency(m, seconds)
   local le = '+Inf'
   for _, bound in ipairs(LATENCY_BUCKETS) do
     if seconds <= bound then le = tostring(bound); break end
   end
-  redis.call('HINCRBY', K_META, 'hl:' .. le, 1)
-  redis.call('HINCRBYFLOAT', K_META, 'hl_sum', seconds)
+  incr(m, 'hl:' .. le, 1)
+  incr(m, 'hl_sum', seconds)
 end
 
 -- The first deadline of a dispatched member: the reaper looks at it after lease_s (did a worker
@@ -174,16 +196,14 @@ local function admit(m, t, grants)
     local part = redis.call('HMGET', K_MEMBERS, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
     for _, sig in ipairs(part) do sigs[#sigs + 1] = sig end
   end
-  local st, z, own = {}, {}, {}
+  local st, z = {}, {}
   local deadline = dispatch_deadline(m, t)
   for i, id in ipairs(ids) do
-    st[#st + 1] = id; st[#st + 1] = 'd'
+    st[#st + 1] = id; st[#st + 1] = 'd|0|0|||' .. t .. '|' .. (grants and grants[i] or '')
     z[#z + 1] = deadline; z[#z + 1] = id
-    own[#own + 1] = id; own[#own + 1] = '0|0|||' .. t .. '|' .. (grants and grants[i] or '')
   end
   bulk('HSET', K_MSTATE, st)
   bulk('ZADD', K_TOKENS, z)
-  bulk('HSET', K_OWNERS, own)
   incr(m, 'queued', -#ids)
   incr(m, 'dispatched', #ids)
   incr(m, 'admitted', #ids)
@@ -211,19 +231,19 @@ local function token_holders(t)
   local out = {}
   for _, idx in ipairs(redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', '(+inf')) do
     local step = FINAL_STEP
-    if redis.call('HGET', K_MSTATE, idx) == 'r' then step = get_owner(idx, t).s end
+    local st, o = get_member(idx, t)
+    if st == 'r' then step = o.s end
     out[#out + 1] = idx .. ':' .. string.format('%d', step)
   end
   return out
 end
 
--- A member gave its token back (finished, cancelled): forget its owner record; its pool grant, if any,
--- goes back to the pool (the caller settles m._released with the pool).
-local function release(m, idx)
-  local g = get_owner(idx, 0).g
-  if g ~= '' then m._released[#m._released + 1] = g end
+-- A member (owner record o) gave its token back (finished, cancelled): its pool grant, if any, goes back
+-- to the pool (the caller settles m._released with the pool). The caller overwrites its mstate entry
+-- (ended()), which drops the owner record.
+local function release(m, idx, o)
+  if o and o.g ~= '' then m._released[#m._released + 1] = o.g end
   redis.call('ZREM', K_TOKENS, idx)
-  redis.call('HDEL', K_OWNERS, idx)
 end
 
 -- What the caller must settle with the pool and the due index after this transition: the swarm's

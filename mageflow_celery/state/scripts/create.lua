@@ -20,8 +20,7 @@ bulk('HSET', K_MEMBERS, members)
 redis.call('HSET', K_MSTATE, '_', '')
 redis.call('HSET', K_RESULTS, '_', '')
 redis.call('HSET', K_ERRORS, '_', '')
-redis.call('HSET', K_OWNERS, '_', '')
-for _, k in ipairs({KEYS[9], KEYS[10], KEYS[11], KEYS[12]}) do redis.call('ZADD', k, -1, '_') end
+for _, k in ipairs({K_ENDED.s, K_ENDED.f, K_ENDED.c, K_REG}) do redis.call('ZADD', k, -1, '_') end
 redis.call('SADD', K_CHILDREN, '_')
 redis.call('ZADD', K_TOKENS, '+inf', '_')
 expire_all(tonumber(redis.call('HGET', K_META, 'idle_ttl')))

@@ -8,7 +8,7 @@ if not m then return {'unknown'} end
 local moved = 0
 for i = 1, #ARGV, 3 do
   local idx = ARGV[i]
-  if redis.call('HGET', K_MSTATE, idx) == ARGV[i + 1] then
+  if letter(redis.call('HGET', K_MSTATE, idx)) == ARGV[i + 1] then
     redis.call('ZADD', K_TOKENS, 'XX', ARGV[i + 2], idx)
     moved = moved + 1
   end

@@ -9,16 +9,14 @@ local m = load_meta()
 if not m then return {'unknown'} end
 local idx = ARGV[1]
 local t = now()
-if redis.call('HGET', K_MSTATE, idx) ~= 'r' then return {'noop'} end
-local o = get_owner(idx, t)
-if o.tok ~= ARGV[2] then return {'noop'} end
-redis.call('HSET', K_MSTATE, idx, 'd')
+local st, o = get_member(idx, t)
+if st ~= 'r' or o.tok ~= ARGV[2] then return {'noop'} end
 incr(m, 'running', -1)
 incr(m, 'dispatched', 1)
 o.s = tonumber(ARGV[3])
 o.tok = ''
 o.t0 = t
-put_owner(idx, o)
+put_member(idx, 'd', o)
 redis.call('ZADD', K_TOKENS, dispatch_deadline(m, t), idx)
 save_meta(m, t)
 return {'ok'}

@@ -20,11 +20,11 @@ elseif want == 'succeeded' or want == 'failed' or want == 'cancelled' then
 elseif want == 'queued' then
   ids = redis.call('LRANGE', K_QUEUE, offset, offset + limit - 1)
 elseif want == 'running' or want == 'dispatched' then
-  local letter = want == 'running' and 'r' or 'd'
+  local want_letter = want == 'running' and 'r' or 'd'
   local holders = redis.call('ZRANGEBYSCORE', K_TOKENS, '-inf', '(+inf')
   local found = {}
   for _, idx in ipairs(holders) do
-    if redis.call('HGET', K_MSTATE, idx) == letter then found[#found + 1] = tonumber(idx) end
+    if letter(redis.call('HGET', K_MSTATE, idx)) == want_letter then found[#found + 1] = tonumber(idx) end
   end
   table.sort(found)
   for i, idx in ipairs(found) do found[i] = tostring(idx) end
@@ -46,11 +46,11 @@ if #ids > 0 then
   local sigs = redis.call('HMGET', K_MEMBERS, unpack(ids))
   local errs = redis.call('HMGET', K_ERRORS, unpack(ids))
   for i, idx in ipairs(ids) do
-    local letter = letters[i] or ''
+    local st = letter(letters[i]) or ''
     -- a member given to swarm() has no letter until admitted: queued once the swarm started
-    if letter == '' and tonumber(idx) < m.n_initial and m.state ~= 'pending' then letter = 'q' end
+    if st == '' and tonumber(idx) < m.n_initial and m.state ~= 'pending' then st = 'q' end
     out[#out + 1] = idx
-    out[#out + 1] = letter
+    out[#out + 1] = st
     out[#out + 1] = sigs[i] or ''
     out[#out + 1] = errs[i] or false
   end

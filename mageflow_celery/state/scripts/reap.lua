@@ -29,10 +29,11 @@ local out = {}
 for i = 1, #hits, 2 do
   local idx = hits[i]
   out[#out + 1] = idx
-  out[#out + 1] = redis.call('HGET', K_MSTATE, idx) or ''
+  local raw = redis.call('HGET', K_MSTATE, idx) or ''
+  out[#out + 1] = string.sub(raw, 1, 1)
   out[#out + 1] = hits[i + 1]
   out[#out + 1] = redis.call('HGET', K_MEMBERS, idx) or ''
-  out[#out + 1] = redis.call('HGET', K_OWNERS, idx) or ''
+  out[#out + 1] = string.sub(raw, 3)
 end
 local ahead = redis.call('ZRANGEBYSCORE', K_TOKENS, '(' .. t, '(+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 if #ahead > 0 then

@@ -14,12 +14,12 @@ local function dup()
   return {'dup'}
 end
 local idx = ARGV[1]
-local st = redis.call('HGET', K_MSTATE, idx)
 local t = now()
+local st, o = get_member(idx, t)
 if m.state == 'cancelled' or m.state == 'failed' then
   if st == 'd' or st == 'r' then
+    release(m, idx, o)
     ended(idx, 'c')
-    release(m, idx)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     incr(m, 'cancelled', 1)
     save_meta(m, t)
@@ -29,7 +29,6 @@ if m.state == 'cancelled' or m.state == 'failed' then
 end
 if st == 's' or st == 'f' or st == 'c' then return dup() end
 if st ~= 'd' and st ~= 'r' then return {'ignore'} end
-local o = get_owner(idx, t)
 local epoch = tonumber(ARGV[4])
 local step = tonumber(ARGV[2])
 if (epoch ~= nil and epoch < o.e) or step < o.s then return dup() end
@@ -38,21 +37,20 @@ if st == 'r' and step == o.s and o.tok ~= '' and o.tok ~= ARGV[5] then
   if deadline > t then
     if not string.find(o.flags, 'u', 1, true) then
       o.flags = o.flags .. 'u'
-      put_owner(idx, o)
+      put_member(idx, st, o)
     end
     return dup()
   end
 end
 if st == 'd' then
-  redis.call('HSET', K_MSTATE, idx, 'r')
   incr(m, 'dispatched', -1)
   incr(m, 'running', 1)
-  if o.e == 0 and o.s == 0 then observe_latency(math.max(0, t - o.t0)) end
+  if o.e == 0 and o.s == 0 then observe_latency(m, math.max(0, t - o.t0)) end
 end
 o.s = step
 o.tok = ARGV[3]
 o.flags = string.gsub(o.flags, 'p', '')
-put_owner(idx, o)
+put_member(idx, 'r', o)
 redis.call('ZADD', K_TOKENS, t + m.lease_s, idx)
 save_meta(m, t)
 return {'ok'}

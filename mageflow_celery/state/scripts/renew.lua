@@ -10,7 +10,8 @@ local deadline = t + m.lease_s
 local gone = {}
 for i = 1, #ARGV, 2 do
   local idx = ARGV[i]
-  if redis.call('HGET', K_MSTATE, idx) == 'r' and get_owner(idx, t).tok == ARGV[i + 1] then
+  local st, o = get_member(idx, t)
+  if st == 'r' and o.tok == ARGV[i + 1] then
     redis.call('ZADD', K_TOKENS, deadline, idx)
   else
     gone[#gone + 1] = idx

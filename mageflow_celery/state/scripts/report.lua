@@ -13,11 +13,11 @@ local revoke = {}
 local recorded = 0
 for i = 2, #ARGV, 3 do
   local idx, kind, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local st = redis.call('HGET', K_MSTATE, idx)
+  local st, o = get_member(idx, t)
   if st == 'd' or st == 'r' then
     recorded = recorded + 1
     local was_finished = is_finished(m)
-    release(m, idx)
+    release(m, idx, o)
     incr(m, st == 'd' and 'dispatched' or 'running', -1)
     if kind == 'x' and m.state == 'cancelled' then kind = 'c' elseif kind == 'x' then kind = 'f' end
     ended(idx, kind)

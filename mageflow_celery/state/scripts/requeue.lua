@@ -12,24 +12,22 @@ local ended = m.state == 'cancelled' or m.state == 'failed'
 local ids, plain, cancelled = {}, {}, 0
 for i = 2, #ARGV do
   local idx = ARGV[i]
-  local st = redis.call('HGET', K_MSTATE, idx)
+  local st, o = get_member(idx, t)
   local score = tonumber(redis.call('ZSCORE', K_TOKENS, idx))
   if (st == 'd' or st == 'r') and score ~= nil and score <= t then
     if ended then
+      release(m, idx, o)
       ended(idx, 'c')
-      release(m, idx)
       incr(m, st == 'd' and 'dispatched' or 'running', -1)
       incr(m, 'cancelled', 1)
       cancelled = cancelled + 1
     else
       if st == 'r' then
-        redis.call('HSET', K_MSTATE, idx, 'd')
         incr(m, 'running', -1)
         incr(m, 'dispatched', 1)
       end
-      local o = get_owner(idx, t)
       o.e, o.s, o.tok, o.flags, o.t0 = o.e + 1, 0, '', '', t
-      put_owner(idx, o)
+      put_member(idx, 'd', o)
       redis.call('ZADD', K_TOKENS, dispatch_deadline(m, t), idx)
       ids[#ids + 1] = idx .. ':' .. o.e
       plain[#plain + 1] = idx

@@ -10,10 +10,10 @@ local t = now()
 local flagged = 0
 for i = 1, #ARGV do
   local idx = ARGV[i]
-  if redis.call('HGET', K_MSTATE, idx) == 'd' then
-    local o = get_owner(idx, t)
+  local st, o = get_member(idx, t)
+  if st == 'd' then
     if not string.find(o.flags, 'p', 1, true) then o.flags = o.flags .. 'p' end
-    put_owner(idx, o)
+    put_member(idx, st, o)
     redis.call('ZADD', K_TOKENS, t, idx)
     flagged = flagged + 1
   end
