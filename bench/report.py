@@ -105,6 +105,7 @@ RT_ROWS = [
     ("marginal_mageflow-worker_per_member", "state round trips/member, worker (marginal)"),
     ("mageflow-worker_per_member", "state round trips/member, worker (all)"),
     ("mageflow-client_per_member", "state round trips/member, client (all)"),
+    ("mageflow-worker-background_per_member", "  + worker timers (reaper, leases)/member"),
     ("marginal_lua_per_member", "commands run inside scripts/member (marginal)"),
 ]
 

@@ -20,6 +20,7 @@ from ..state.store import Revoke, Transition
 from .finalize import finalize
 from .flow import settle
 from .members import build_member
+from .producers import batched, batches, reuse_redis_client
 from .retry import with_retries
 from .runtime import Runtime
 from .summary import error_record
@@ -93,13 +94,16 @@ class Published:
 
 
 def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> Published:
-    """Publish admitted members in one producer session."""
+    """Publish admitted members in one producer session (plain members in one batch where the transport
+    supports it)."""
     app = rt.app
     ctx = run_context(rt, swarm_id, tr)
     codec = rt.task_codec
     out = Published()
     with app.producer_or_acquire() as producer:
+        reuse_redis_client(producer)
         transient = (OperationalError, AttributeError, OSError, *producer.connection.connection_errors)
+        plain: list[tuple[int, Any]] = []
         for admitted in tr.admitted:
             index = admitted.index
             try:
@@ -107,17 +111,52 @@ def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> Published:
                 if member.get("subtask_type") in ("chain", "swarm"):
                     member.apply_async()  # a chain publishes its first step; a nested swarm starts itself
                 else:
-                    member.apply_async(producer=producer)
+                    plain.append((index, member))
+                    continue
             except transient as exc:
-                # a broker or connection error (kombu does not wrap every one): the member stays dispatched
-                logger.warning(
-                    "swarm %s: publishing member %d failed (%r); the reaper re-publishes it", swarm_id, index, exc
-                )
-                out.unsent.append(index)
-                out.error = out.error or exc
+                _unsent(out, swarm_id, [index], exc)
             except Exception as exc:
-                logger.warning("swarm %s: member %d cannot be published: %r", swarm_id, index, exc)
-                out.failed.append((index, "f", error_record(swarm_id, index, None, exc)))
-            else:
-                logger.debug("swarm %s: member %d dispatched", swarm_id, index)
+                _failed(out, swarm_id, index, exc)
+        _publish_plain(out, swarm_id, producer, plain, transient)
     return out
+
+
+def _publish_plain(
+    out: Published,
+    swarm_id: str,
+    producer: Any,
+    plain: list[tuple[int, Any]],
+    transient: tuple[type[BaseException], ...],
+) -> None:
+    """Publish plain members; in a batch, a broker error loses the whole batch (all unsent)."""
+    in_batch = len(plain) > 1 and batches(producer)
+    left = [index for index, _ in plain]
+    try:
+        with batched(producer, in_batch):
+            for index, member in plain:
+                try:
+                    member.apply_async(producer=producer)
+                except transient:
+                    raise
+                except Exception as exc:
+                    _failed(out, swarm_id, index, exc)
+                    left.remove(index)
+                else:
+                    if not in_batch:
+                        left.remove(index)
+    except transient as exc:
+        _unsent(out, swarm_id, left, exc)
+    else:
+        logger.debug("swarm %s: %d member(s) dispatched", swarm_id, len(plain))
+
+
+def _unsent(out: Published, swarm_id: str, indices: list[int], exc: BaseException) -> None:
+    """A broker or connection error (kombu does not wrap every one): the members stay dispatched."""
+    logger.warning("swarm %s: publishing %s failed (%r); the reaper re-publishes them", swarm_id, indices, exc)
+    out.unsent += indices
+    out.error = out.error or exc
+
+
+def _failed(out: Published, swarm_id: str, index: int, exc: BaseException) -> None:
+    logger.warning("swarm %s: member %d cannot be published: %r", swarm_id, index, exc)
+    out.failed.append((index, "f", error_record(swarm_id, index, None, exc)))

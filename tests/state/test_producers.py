@@ -1,0 +1,49 @@
+"""engine.producers on a real Redis broker: a producer's channel reuses one Redis client while its connection
+pool stays, and a batch publishes every message at its end (or none when it fails)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from celery import Celery
+
+from mageflow_celery.engine.producers import batched, batches, reuse_redis_client
+
+pytestmark = [pytest.mark.redis]
+
+
+def test_a_channel_reuses_one_client_until_its_pool_changes(mageflow_app: Celery, mageflow_redis: redis.Redis) -> None:
+    with mageflow_app.producer_or_acquire() as producer:
+        channel = producer.channel
+        assert channel._create_client() is not channel._create_client()  # kombu: a new client per call
+
+        reuse_redis_client(producer)
+        reuse_redis_client(producer)  # idempotent
+        first = channel._create_client()
+        assert channel._create_client() is first
+        # the consumer's asynchronous pool is left alone
+        assert channel._create_client(asynchronous=True) is not channel._create_client(asynchronous=True)
+
+        # a reconnect gives the channel a new pool: a new client follows it
+        channel._pool = None
+        second = channel._create_client()
+        assert second is not first and second.connection_pool is channel._pool
+
+        # and messages still reach the queue
+        producer.publish({"n": 1}, routing_key="reuse-q", exchange="", serializer="json")
+    assert mageflow_redis.llen("reuse-q") == 1
+
+
+def test_a_batch_sends_its_messages_at_its_end(mageflow_app: Celery, mageflow_redis: redis.Redis) -> None:
+    with mageflow_app.producer_or_acquire() as producer:
+        assert batches(producer)
+        with batched(producer, True):
+            for n in range(3):
+                producer.publish({"n": n}, routing_key="batch-q", exchange="", serializer="json")
+            assert mageflow_redis.llen("batch-q") == 0  # buffered
+        assert mageflow_redis.llen("batch-q") == 3
+
+        with pytest.raises(RuntimeError), batched(producer, True):
+            producer.publish({"n": 9}, routing_key="batch-q", exchange="", serializer="json")
+            raise RuntimeError("a member could not be built")
+    assert mageflow_redis.llen("batch-q") == 3  # the failed batch sent nothing
