@@ -14,6 +14,7 @@ import redis
 from celery import Celery
 
 from ..client.result import SwarmResult
+from ..engine.runtime import runtime_for
 from ._redis import RedisCluster, RedisServer, find_free_port
 from ._redis_sentinel import RedisSentinel
 from ._redis_tls import RedisTLSServer, TLSFiles
@@ -26,6 +27,7 @@ __all__ = [
     # waiting
     "wait_for",
     "wait_for_swarm",
+    "settle_swarm",
     # checking
     "max_overlap",
     "redis_snapshot",
@@ -97,6 +99,33 @@ def wait_for_swarm(swarm_id: str, app: Celery, timeout_s: float = 30.0) -> Swarm
     result = SwarmResult(swarm_id, app=app)
     wait_for(result.ready, timeout_s=timeout_s, message=f"swarm {swarm_id!r} to finish")
     return result
+
+
+def settle_swarm(swarm_id: str, app: Celery, timeout_s: float = 20.0) -> None:
+    """Wait until a finished swarm's finalizer has published everything (its callbacks, its result task) and
+    a worker has started all of it: then a test can assert that a callback ran *exactly* once.
+
+    It waits for the finalization claim to be released, then sends a barrier (Celery's built-in
+    ``celery.accumulate``) and waits for its result: on a worker consuming the default queue with a free
+    slot, messages published before the barrier start before it, so a duplicate would have run by then.
+    Links of the swarm itself run after its result task: wait for the first call, then settle.
+
+    Raises:
+        TimeoutError: the swarm was not finalized, or the barrier did not run, within ``timeout_s``.
+
+    Example:
+        >>> settle_swarm(result.id, mageflow_app)  # doctest: +SKIP
+        >>> assert recorded_calls() == [[1, 2, 3]]  # exactly one call  # doctest: +SKIP
+    """
+    store = runtime_for(app).store
+    wait_for(
+        lambda: store.meta(swarm_id).get("fin") == b"done",
+        timeout_s=timeout_s,
+        message=f"swarm {swarm_id!r}'s finalizer to release its claim",
+    )
+    barrier = app.tasks["celery.accumulate"].delay("settled", index=0)
+    if barrier.get(timeout=timeout_s) != "settled":
+        raise TimeoutError(f"the barrier after swarm {swarm_id!r} did not come back")
 
 
 def max_overlap(intervals: Iterable[tuple[Any, float, float]]) -> int:

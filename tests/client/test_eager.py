@@ -8,6 +8,7 @@ import pytest
 from celery import Celery, chain
 
 from mageflow_celery import SwarmConfig, SwarmFailedError, SwarmResult, swarm
+from mageflow_celery.keys import parse_member_task_id
 
 pytestmark = [pytest.mark.redis]
 
@@ -15,22 +16,20 @@ pytestmark = [pytest.mark.redis]
 def _tasks(app: Celery) -> dict[str, Any]:
     import threading
 
-    state = {"active": 0, "peak": 0, "ran": []}
+    state: dict[str, Any] = {"ran": [], "holding": []}
     lock = threading.Lock()
 
-    @app.task(name="e.work", shared=False)
-    def work(x: int, **kwargs: Any) -> int:
+    @app.task(name="e.work", shared=False, bind=True)
+    def work(self: Any, x: int, **kwargs: Any) -> int:
+        ref = parse_member_task_id(self.request.id)
         with lock:
-            state["active"] += 1
-            state["peak"] = max(state["peak"], state["active"])
             state["ran"].append(x)
-        try:
-            if x < 0:
-                raise ValueError(f"negative {x}")
-            return x + kwargs.get("bonus", 0)
-        finally:
-            with lock:
-                state["active"] -= 1
+            if ref is not None:  # members holding a token of their swarm while this one runs
+                p = SwarmResult(ref.swarm_id, app=app).progress()
+                state["holding"].append(p.dispatched + p.running)
+        if x < 0:
+            raise ValueError(f"negative {x}")
+        return x + kwargs.get("bonus", 0)
 
     @app.task(name="e.collect", shared=False)
     def collect(values: list[Any]) -> list[Any]:
@@ -58,10 +57,12 @@ def test_an_eager_swarm_runs_members_one_at_a_time_and_calls_back_with_results(m
     # When it is applied
     result = s.apply_async(kwargs={"bonus": 10})
 
-    # Then every member ran inline, one at a time, and the callback got the results in order
+    # Then every member ran inline in member order, never more than 3 holding a token (the limit filled),
+    # and the callback got the results in order
     assert isinstance(result, SwarmResult)
     assert result.get(timeout=5) == [10, 11, 12, 13, 14]
-    assert t["state"]["peak"] == 1
+    assert t["state"]["ran"] == [0, 1, 2, 3, 4]
+    assert t["state"]["holding"] == [3, 3, 3, 2, 1]
     assert t["state"]["callbacks"] == [[10, 11, 12, 13, 14]]
     assert result.progress().succeeded == 5
 

@@ -6,12 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from pydantic import BaseModel, ConfigDict
 
-from mageflow_celery import Mageflow, MageflowError, ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult
+from mageflow_celery import Mageflow, MageflowError, ReturnValue, SwarmConfig, SwarmFailedError
 from mageflow_celery import aio as mageflow
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import settle_swarm
 from mageflow_celery.testing.plugin import WorkerFactory, _restoring_current_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -77,7 +78,7 @@ def test_model_tasks_receive_the_merged_message_and_return_value_callbacks_get_t
     # Then each member built its model from the merged kwargs, and both callbacks got the list in order
     expected = ["b1:f0.csv", "b1:f1.csv", "b1:f2.csv", "async:x"]
     assert result.get(timeout=30) == expected
-    wait_for(lambda: mageflow_redis.llen("test:report") == 1 and mageflow_redis.llen("test:plain") == 1, timeout_s=20)
+    settle_swarm(result.id, mageflow_app)  # both callbacks published and run: a duplicate would show below
     assert mageflow_redis.lrange("test:report", 0, -1) == [",".join(expected).encode()]
     assert mageflow_redis.lrange("test:plain", 0, -1) == [f"L={','.join(expected)}".encode()]
 
@@ -121,34 +122,46 @@ def test_the_seed_async_flow_runs_unchanged_but_for_imports(
     assert asyncio.run(flow()) == ["seed:first", "seed:a", "seed:b", "seed:c"]
 
 
-def test_aio_calls_do_not_block_the_event_loop(mageflow_app: Celery, mageflow_worker: WorkerFactory) -> None:
-    # Given a swarm whose result is awaited while a ticker runs on the same loop
+def test_aio_calls_do_not_block_the_event_loop(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: Any
+) -> None:
+    # Given a swarm whose only member waits for a gate that only a coroutine on the caller's loop opens
     mf = _client(mageflow_app, None)
+    gate_client = redis.Redis.from_url(mageflow_app.conf.broker_url, socket_timeout=30)
+
+    @mageflow_app.task(name="t.wait_gate", shared=False)
+    def wait_gate(**kwargs: Any) -> str:
+        return "opened" if gate_client.blpop(["test:aio-gate"], timeout=20) else "timed out"
+
     mageflow_worker(concurrency=2)
 
     async def flow() -> tuple[Any, int]:
-        ticks = 0
-        done = asyncio.Event()
+        ticks_while_waiting = 0
+        waiting = asyncio.Event()
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
+        async def opener() -> None:
+            nonlocal ticks_while_waiting
+            await waiting.wait()
+            for _ in range(20):  # the loop keeps running while get() is awaited ...
+                ticks_while_waiting += 1
                 await asyncio.sleep(0.001)
+            mageflow_redis.rpush("test:aio-gate", "open")  # ... so this coroutine can open the gate
 
-        task = asyncio.create_task(ticker())
-        s = await mf.aio.swarm(tasks=[mf.sign("process-file-async", file_path="z")], is_swarm_closed=True)
+        task = asyncio.create_task(opener())
+        s = await mf.aio.swarm(tasks=[wait_gate.s()], is_swarm_closed=True)
         run = await s.aio_run_no_wait(BatchMessage(batch="x"))
-        value = await run.get(timeout=30)
-        done.set()
+        waiting.set()
+        value = await run.get(timeout=15)  # a blocking get() would starve the opener and time out
         await task
-        return value, ticks
+        return value, ticks_while_waiting
 
-    # Then the loop kept ticking while the swarm ran
-    value, ticks = asyncio.run(flow())
-    assert value == ["async:z"]
-    assert ticks > 1
-    assert SwarmResult  # the sync handle stays importable next to the facade
+    # When the result is awaited, then the member finished because the opener ran during the wait
+    try:
+        value, ticks = asyncio.run(flow())
+    finally:
+        gate_client.close()
+    assert value == ["opened"]
+    assert ticks == 20
 
 
 def test_a_model_defined_inside_a_function_under_postponed_annotations_is_still_the_message(

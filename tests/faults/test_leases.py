@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from faultkit import Faults, assert_counted_once, finish, quiesce
 
-from mageflow_celery import SwarmConfig, swarm
+from mageflow_celery import SwarmConfig, SwarmResult, swarm
+from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.keys import due_key
+from mageflow_celery.testing import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -23,10 +26,30 @@ def test_members_running_three_times_longer_than_their_lease_are_never_reaped(fa
         app=app,
     )
     swarm_id = s.apply_async().id
-    # When they run
+    store = runtime_for(app).store
+    leases: list[float] = []
+    looks: list[float] = []
+
+    def sample() -> bool:
+        lease = faults.probe.zscore(store.keys(swarm_id).tokens, "0")
+        look = faults.probe.zscore(due_key(store.prefix), swarm_id)
+        if lease is not None:
+            leases.append(lease)
+        if look is not None:
+            looks.append(look)
+        return SwarmResult(swarm_id, app=app).ready()
+
+    # When they run (sampling member 0's lease deadline and when the reaper will look at the swarm next)
+    wait_for(sample, timeout_s=30, interval_s=0.1, message="the swarm to finish")
     finish(faults, app, swarm_id, timeout_s=30)
     quiesce(app, faults.probe)
-    # Then the worker kept renewing their leases: the reaper never re-published them
+
+    # Then the lease deadline moved forward again and again (renewed), and so did the reaper's next look at
+    # the swarm (only the reaper moves a due entry later: it looked, found the leases alive, and left them)
+    moves = sorted(set(leases))
+    assert len(moves) >= 3 and moves[-1] - moves[0] >= 1.5, leases
+    assert len(set(looks)) >= 2 and max(looks) > min(looks), looks
+    # And the reaper never re-published them
     assert sorted(faults.starts(swarm_id)) == [0, 1]
     assert_counted_once(app, swarm_id, 2, {0, 1})
     assert [cb["value"] for cb in faults.callbacks(swarm_id)] == [[0, 1]]

@@ -39,13 +39,13 @@ def test_g_five_thousand_members_on_two_workers_never_exceed_the_limit_and_are_c
     elapsed = time.monotonic() - started
     quiesce(app, faults.probe)
     # Then no member was lost or run twice, each is counted once, the callback ran once,
-    # and at no instant did more than 7 members execute or hold a token
+    # and at no instant did more than 7 members execute or hold a token; and the limit was used, not just kept
     assert sorted(faults.starts(swarm_id)) == list(range(N))
     assert_counted_once(app, swarm_id, N, set(range(N)))
     assert [cb["value"] for cb in faults.callbacks(swarm_id)] == [list(range(N))]
     executions = faults.executions(swarm_id)
-    assert max_overlap(executions) <= LIMIT
-    assert tokens.peak <= LIMIT
+    assert LIMIT - 2 <= max_overlap(executions) <= LIMIT
+    assert tokens.peak == LIMIT
     print(
         f"\n{N} members in {elapsed:.1f}s ({N / elapsed:.0f}/s); peak executing {max_overlap(executions)}, "
         f"peak tokens {tokens.peak} over {tokens.samples} samples"

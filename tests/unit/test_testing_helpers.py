@@ -118,19 +118,6 @@ def test_wait_for_raises_timeout_error_naming_what_it_waited_for() -> None:
 
 
 @pytest.mark.redis
-def test_mageflow_redis_starts_with_an_empty_database(mageflow_redis: redis.Redis) -> None:
-    # Given the fixture's client, then its database is empty and writable
-    assert mageflow_redis.dbsize() == 0
-    mageflow_redis.set("leftover", "1")
-
-
-@pytest.mark.redis
-def test_mageflow_redis_is_flushed_between_tests(mageflow_redis: redis.Redis) -> None:
-    # Given the previous test left a key, then it is gone
-    assert mageflow_redis.get("leftover") is None
-
-
-@pytest.mark.redis
 @pytest.mark.mageflow(result_expires=5, task_acks_late=True)
 def test_mageflow_marker_overrides_celery_settings(mageflow_celery_config: dict[str, Any]) -> None:
     # Given a test marked with overrides, then they are merged into the defaults
@@ -164,6 +151,32 @@ def redisless_pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
     pytester.makeconftest(PLUGIN_CONFTEST)
     pytester.makepyfile(NEEDS_REDIS)
     return pytester
+
+
+FLUSHED = """
+def test_first(mageflow_redis):
+    assert mageflow_redis.dbsize() == 0
+    mageflow_redis.set("leftover", "1")
+
+def test_second(mageflow_redis):
+    assert mageflow_redis.get("leftover") is None
+"""
+
+
+@pytest.mark.redis
+def test_mageflow_redis_gives_every_test_an_empty_database(
+    pytester: pytest.Pytester, mageflow_redis_url: str, mageflow_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database holding a key, and two tests in order on it: the first writes, the second reads
+    mageflow_redis.set("junk-before", "1")
+    monkeypatch.setenv("MAGEFLOW_TEST_REDIS_URL", mageflow_redis_url)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+    pytester.makeconftest(PLUGIN_CONFTEST)
+    pytester.makepyfile(FLUSHED)
+
+    # When they run in one session, then both pass: each started on an empty database
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
 
 
 def test_tests_needing_redis_are_skipped_locally_when_it_cannot_start(redisless_pytester: pytest.Pytester) -> None:

@@ -1,14 +1,14 @@
 """S6 success and S7 failure threshold: callbacks published once, with the results or a failure summary.
 
-Callbacks record each call in Redis. ``_settle`` sends a barrier task after the swarm's finalizer
+Callbacks record each call in Redis. ``settle_swarm`` sends a barrier task after the swarm's finalizer
 released its claim (every callback is published by then); on a worker with free slots, messages
-published before the barrier start before it, so a duplicate callback would be recorded by then.
+published before the barrier start before it, so a duplicate callback would be recorded by then, and the
+tests compare the whole list of calls.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,9 +18,8 @@ from celery import Celery, Task
 from celery.result import AsyncResult
 
 from mageflow_celery import ReturnValue, SwarmConfig, SwarmFailedError, SwarmResult, swarm
-from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import member_task_id
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import settle_swarm, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -39,9 +38,8 @@ class Tasks:
         self.gate_client = gate_client = redis.Redis.from_url(app.conf.broker_url, socket_timeout=30)
 
         @app.task(name="t.value", shared=False)
-        def value(x: Any, delay: float = 0.0) -> Any:
+        def value(x: Any) -> Any:
             client.rpush(STARTED, json.dumps(x))
-            time.sleep(delay)  # the member's own work: makes members finish out of member order
             client.rpush(FINISHED, json.dumps(x))
             return x
 
@@ -54,6 +52,7 @@ class Tasks:
         def gated(label: str) -> str:
             client.rpush(STARTED, json.dumps(label))
             popped = gate_client.blpop([f"test:gate:{label}"], timeout=20)
+            client.rpush(FINISHED, json.dumps(label))
             if popped is None or popped[1] == b"fail":
                 raise ValueError(f"{label} failed")
             return label
@@ -66,11 +65,7 @@ class Tasks:
         def rv_callback(self: Task, tag: str, results: ReturnValue[list[int]]) -> None:
             client.rpush(CALLS, json.dumps({"id": self.request.id, "args": [tag], "kwargs": {"results": results}}))
 
-        @app.task(name="t.barrier", shared=False)
-        def barrier() -> str:
-            return "passed"
-
-        self.value, self.fail, self.gated, self.callback, self.barrier = value, fail, gated, callback, barrier
+        self.value, self.fail, self.gated, self.callback = value, fail, gated, callback
         self.rv_callback = rv_callback
 
     def calls(self) -> list[dict[str, Any]]:
@@ -82,12 +77,6 @@ class Tasks:
     def finished(self) -> list[Any]:
         return [json.loads(raw) for raw in self.client.lrange(FINISHED, 0, -1)]
 
-    def settle(self, app: Celery, swarm_id: str) -> None:
-        """Wait until the finalizer published every callback and the worker ran everything published."""
-        store = runtime_for(app).store
-        wait_for(lambda: store.meta(swarm_id).get("fin") == b"done", message="the finalizer to release its claim")
-        assert self.barrier.delay().get(timeout=20) == "passed"
-
 
 @pytest.fixture
 def tasks(mageflow_app: Celery, mageflow_redis: redis.Redis) -> Iterator[Tasks]:
@@ -98,45 +87,51 @@ def tasks(mageflow_app: Celery, mageflow_redis: redis.Redis) -> Iterator[Tasks]:
     t.gate_client.close()
 
 
-def _wait_calls(tasks: Tasks, n: int) -> list[dict[str, Any]]:
-    return wait_for(lambda: len(tasks.calls()) >= n and tasks.calls(), message=f"{n} callback call(s)")
+def _settled_calls(app: Celery, tasks: Tasks, swarm_id: str) -> list[dict[str, Any]]:
+    """Every callback call once the swarm's finalizer is done and the worker ran all it published: a
+    duplicate would be among them (compare the whole list, never "at least n")."""
+    settle_swarm(swarm_id, app)
+    return tasks.calls()
 
 
 # -- S6 success ------------------------------------------------------------------------------------------
 
 
 def test_success_callbacks_run_once_with_the_succeeded_results_in_member_order(
-    mageflow_app: Celery, mageflow_worker: WorkerFactory, tasks: Tasks
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, tasks: Tasks, mageflow_redis: redis.Redis
 ) -> None:
-    # Given a swarm whose members finish in reverse order, members added after the start, and three
-    # success callbacks: with an own arg, immutable (.si()), and bare; and an error callback
+    # Given a swarm of gated members, members added after the start, and three success callbacks: with an
+    # own arg, immutable (.si()), and bare; and an error callback
     mageflow_worker(concurrency=8)
     s = swarm(
-        tasks=[tasks.value.s(i, delay=0.2 - 0.05 * i) for i in range(3)],
+        tasks=[tasks.gated.s(label) for label in "abc"],
         success_callbacks=[tasks.callback.s("own"), tasks.callback.si("immutable"), tasks.callback.s()],
         error_callbacks=[tasks.callback.s("error")],
         config=SwarmConfig(max_concurrency=8),
         app=mageflow_app,
     )
     result = s.apply_async()
-    s.add_task(tasks.value.s(3, delay=0.05)).delay()
-    s.run_in_swarm(tasks.value.s(4))
+    s.add_task(tasks.gated.s("d")).delay()
+    s.run_in_swarm(tasks.gated.s("e"))
     s.close_swarm()
+    wait_for(lambda: sorted(tasks.started()) == list("abcde"), message="all five members running")
 
-    # When it finishes
-    assert result.get(timeout=20) == [0, 1, 2, 3, 4]
-    tasks.settle(mageflow_app, result.id)
+    # When they finish in reverse member order, one at a time
+    for label in "edcba":
+        mageflow_redis.rpush(f"test:gate:{label}", "ok")
+        wait_for(lambda label=label: label in tasks.finished(), message=f"member {label} to finish")
+    assert tasks.finished() == list("edcba")
+    assert result.get(timeout=20) == list("abcde")
 
-    # Then each success callback ran exactly once, with its deterministic id: the result list prepended to
-    # its args, nothing extra for the immutable one; the error callback never ran
+    # Then each success callback ran exactly once, with its deterministic id: the result list (in member
+    # order) prepended to its args, nothing extra for the immutable one; the error callback never ran
     sid = result.id
-    calls = sorted(tasks.calls(), key=lambda c: c["id"])
+    calls = sorted(_settled_calls(mageflow_app, tasks, sid), key=lambda c: c["id"])
     assert calls == [
-        {"id": f"{sid}~s0", "args": [[0, 1, 2, 3, 4], "own"], "kwargs": {}},
+        {"id": f"{sid}~s0", "args": [list("abcde"), "own"], "kwargs": {}},
         {"id": f"{sid}~s1", "args": ["immutable"], "kwargs": {}},
-        {"id": f"{sid}~s2", "args": [[0, 1, 2, 3, 4]], "kwargs": {}},
+        {"id": f"{sid}~s2", "args": [list("abcde")], "kwargs": {}},
     ]
-    assert tasks.finished() != [0, 1, 2, 3, 4], "members finished out of order (else the order proves little)"
     assert AsyncResult(f"{sid}~e0", app=mageflow_app).state == "PENDING"
 
 
@@ -152,7 +147,7 @@ def test_an_empty_closed_swarm_succeeds_and_its_callbacks_receive_an_empty_list(
 
     # Then it succeeds at once and its callback receives []
     assert result.get(timeout=20) == []
-    assert _wait_calls(tasks, 1) == [{"id": f"{result.id}~s0", "args": [[]], "kwargs": {}}]
+    assert _settled_calls(mageflow_app, tasks, result.id) == [{"id": f"{result.id}~s0", "args": [[]], "kwargs": {}}]
 
 
 @pytest.mark.parametrize(("mode", "expected"), [("succeeded", [0, 2]), ("aligned", [0, None, 2, None])])
@@ -175,7 +170,8 @@ def test_without_a_threshold_a_swarm_with_failures_succeeds_with_results_of_the_
 
     # Then it succeeded, and the success callback got the results as the mode says
     assert result.get(timeout=20) == expected
-    assert _wait_calls(tasks, 1) == [{"id": f"{result.id}~s0", "args": [expected], "kwargs": {}}]
+    calls = _settled_calls(mageflow_app, tasks, result.id)
+    assert calls == [{"id": f"{result.id}~s0", "args": [expected], "kwargs": {}}]
     p = result.progress()
     assert (p.state, p.succeeded, p.failed) == ("succeeded", 2, 2)
 
@@ -228,9 +224,8 @@ def test_reaching_the_failure_threshold_fails_an_open_swarm_at_once_and_cancels_
     # And the error callbacks ran once with the summary prepended (nothing for .si()); success never ran
     mageflow_redis.rpush("test:gate:c", "ok")  # the running member finishes
     wait_for(lambda: result.progress().running == 0)
-    tasks.settle(mageflow_app, result.id)
     sid = result.id
-    calls = sorted(tasks.calls(), key=lambda c: c["id"])
+    calls = sorted(_settled_calls(mageflow_app, tasks, sid), key=lambda c: c["id"])
     assert [c["id"] for c in calls] == [f"{sid}~e0", f"{sid}~e1"]
     assert calls[1]["args"] == ["immutable"]
     [summary] = calls[0]["args"]
@@ -296,7 +291,7 @@ def test_the_failure_summary_keeps_at_most_summary_max_failures_with_messages_cu
         result.get(timeout=20)
 
     # Then the summary counts every failure but lists 2, says it is truncated, and cuts messages to 1 KiB
-    [call] = _wait_calls(tasks, 1)
+    [call] = _settled_calls(mageflow_app, tasks, result.id)
     [summary] = call["args"]
     assert (summary["failed"], summary["cancelled"], summary["truncated"]) == (3, 1, True)
     assert [f["index"] for f in summary["failures"]] == [0, 1]
@@ -345,7 +340,8 @@ def test_a_callback_with_a_return_value_parameter_receives_the_results_there(
     # When the swarm succeeds, then the list went into that parameter, not in front of the args
     result = s.apply_async()
     assert result.get(timeout=20) == [1, 2]
-    assert _wait_calls(tasks, 1) == [{"id": f"{result.id}~s0", "args": ["tag"], "kwargs": {"results": [1, 2]}}]
+    calls = _settled_calls(mageflow_app, tasks, result.id)
+    assert calls == [{"id": f"{result.id}~s0", "args": ["tag"], "kwargs": {"results": [1, 2]}}]
 
 
 def test_get_refuses_to_block_inside_a_task_like_async_result_get(
@@ -357,8 +353,8 @@ def test_get_refuses_to_block_inside_a_task_like_async_result_get(
     def waiter(swarm_id: str) -> str:
         try:
             SwarmResult(swarm_id, app=mageflow_app).get(timeout=1)
-        except RuntimeError:
-            return "refused"
+        except RuntimeError as exc:
+            return "refused" if "Never call result.get() within a task" in str(exc) else f"other: {exc}"
         return "blocked"
 
     mageflow_worker(pool="prefork", concurrency=1)
@@ -384,5 +380,5 @@ def test_callbacks_given_as_task_names_and_task_objects_are_called(
     # When the swarm succeeds, then both received the result list
     result = s.apply_async()
     assert result.get(timeout=20) == [5]
-    calls = sorted(_wait_calls(tasks, 2), key=lambda c: c["id"])
+    calls = sorted(_settled_calls(mageflow_app, tasks, result.id), key=lambda c: c["id"])
     assert [c["args"] for c in calls] == [[[5]], [[5]]]
