@@ -135,3 +135,25 @@ def test_result_expires_0_or_none_keeps_a_finished_swarm_forever_as_celery_does(
     kept = ttls(mageflow_redis, result.id)
     assert len(kept) >= 7 and set(kept.values()) == {-1}, kept
     assert SwarmResult(result.id, app=mageflow_app).get(timeout=1) == [1]
+
+
+def test_every_transition_slides_the_idle_ttl_of_every_key(mageflow_app: Celery, mageflow_redis: redis.Redis) -> None:
+    # Given an open, started swarm with a 10 s idle TTL and no transition for a few seconds
+    s = swarm(
+        tasks=[mageflow_app.signature("t.nowhere").set(queue="nowhere")],
+        config=SwarmConfig(idle_ttl_s=10),
+        app=mageflow_app,
+    )
+    result = s.apply_async()
+    wait_for(
+        lambda: all(0 < ttl <= 7 for ttl in ttls(mageflow_redis, result.id).values()),
+        timeout_s=15,
+        message="the keys' TTLs to run down to 7 s",
+    )
+
+    # When a transition happens (a member is added and queued)
+    s.run_in_swarm(mageflow_app.signature("t.nowhere").set(queue="nowhere"))
+
+    # Then every key of the swarm has its full idle TTL again
+    after = ttls(mageflow_redis, result.id)
+    assert len(after) >= 7 and all(9 <= ttl <= 10 for ttl in after.values()), after
