@@ -72,4 +72,5 @@ def test_swarm_options_are_defaults_for_members_and_task_routes_still_route_them
     assert run(routed.s(), time_limit=30) == [["special", [30, None]]]
     # When the swarm sets a queue, then it wins over the route, as apply_async(queue=...) does in Celery;
     # and a member's own queue wins over the swarm's
-    assert run(routed.s(), routed.s().set(queue="celery"), queue="swarmq") == [["swarmq", [None, None]], ["celery", [None, None]]]
+    got = run(routed.s(), routed.s().set(queue="celery"), queue="swarmq")
+    assert got == [["swarmq", [None, None]], ["celery", [None, None]]]
