@@ -6,6 +6,7 @@ the package is installed (``pytest11`` entry point ``mageflow``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ __all__ = [
     "settle_swarm",
     # checking
     "max_overlap",
+    "process_client",
     "redis_snapshot",
     # throwaway Redis
     "RedisCluster",
@@ -41,6 +43,24 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_process_clients: dict[tuple[int, str], redis.Redis] = {}
+
+
+def process_client(url: str) -> redis.Redis:
+    """A Redis client for ``url``, one per process: tasks that record what they do use it, and a prefork
+    pool process gets its own after the fork instead of sharing its parent's connections.
+
+    Example:
+        >>> @app.task  # doctest: +SKIP
+        ... def work(i):
+        ...     process_client(app.conf.broker_url).rpush("test:ran", i)
+    """
+    key = (os.getpid(), url)
+    client = _process_clients.get(key)
+    if client is None:
+        client = _process_clients[key] = redis.Redis.from_url(url)
+    return client
 
 
 def wait_for(

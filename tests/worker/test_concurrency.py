@@ -7,7 +7,6 @@ children); the test sweeps the intervals and checks the maximal overlap.
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -16,25 +15,16 @@ import redis
 from celery import Celery, Task
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.testing import max_overlap
+from mageflow_celery.testing import max_overlap, process_client
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
 INTERVALS = "test:intervals"
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _client(url: str) -> redis.Redis:
-    """One client per process (prefork children get their own after the fork)."""
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
 
 
 def _record(app: Celery, label: Any, start: float) -> None:
-    _client(app.conf.broker_url).rpush(INTERVALS, json.dumps([label, start, time.time()]))
+    process_client(app.conf.broker_url).rpush(INTERVALS, json.dumps([label, start, time.time()]))
 
 
 def _intervals(client: redis.Redis) -> list[tuple[Any, float, float]]:

@@ -8,7 +8,6 @@ recorded intervals prove both levels of limits at every instant.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from typing import Any
@@ -19,7 +18,7 @@ from celery import Celery, chord, group
 
 from mageflow_celery import SwarmConfig, SwarmFailedError, SwarmResult, swarm
 from mageflow_celery.keys import member_task_id
-from mageflow_celery.testing import max_overlap, wait_for
+from mageflow_celery.testing import max_overlap, process_client, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -27,14 +26,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.worker]
 RECORDS = "test:nested"
 #: How long a member waits for its swarm's limit to be reached before giving up (a broken limit).
 REACH_DEADLINE_S = 3.0
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _client(url: str) -> redis.Redis:
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
 
 
 class Tasks:
@@ -44,7 +35,7 @@ class Tasks:
         @app.task(name="n.work", shared=False)
         def work(label: str, group_key: str = "", want: int = 1, fail: bool = False, **kwargs: Any) -> Any:
             """Runs until ``want`` members of ``group_key`` run at once (or a deadline), then records itself."""
-            r = _client(url)
+            r = process_client(url)
             active = f"test:active:{group_key}"
             r.incr(active)
             start = time.time()
@@ -227,7 +218,7 @@ def test_pause_resume_and_cancel_of_the_parent_reach_nested_swarms(
 
     @mageflow_app.task(name="n.gated", shared=False)
     def gated(label: str) -> str:
-        r = _client(mageflow_app.conf.broker_url)
+        r = process_client(mageflow_app.conf.broker_url)
         r.rpush("test:started", label)
         r.blpop([gate], timeout=20)
         return label

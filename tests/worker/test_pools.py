@@ -5,7 +5,6 @@ until as many members of its pool run as the pool allows, so a limit never reach
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any
 
@@ -19,20 +18,12 @@ from mageflow_celery import SwarmConfig, set_pool_limit, swarm
 from mageflow_celery.client.pools import get_pool
 from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.ops.cli import swarm as swarm_cli
-from mageflow_celery.testing import max_overlap, wait_for
+from mageflow_celery.testing import max_overlap, process_client, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
 RECORDS = "test:pooled"
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _client(url: str) -> redis.Redis:
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
 
 
 def _tasks(app: Celery) -> Any:
@@ -41,7 +32,7 @@ def _tasks(app: Celery) -> Any:
     @app.task(name="p.call", shared=False)
     def call(label: str, want: int = 1, gate: str = "") -> str:
         """A call to the shared API: waits until ``want`` calls run at once (or a deadline), records itself."""
-        r = _client(url)
+        r = process_client(url)
         r.incr("test:active")
         start = time.time()
         r.rpush("test:started", label)

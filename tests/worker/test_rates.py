@@ -5,7 +5,6 @@ workers; admission waits, never fails, and resumes with no client alive (the rea
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
@@ -13,19 +12,10 @@ import redis
 from celery import Celery
 
 from mageflow_celery import SwarmConfig, set_pool_limit, swarm
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import process_client, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-_clients: dict[tuple[int, str], redis.Redis] = {}
-
-
-def _client(url: str) -> redis.Redis:
-    key = (os.getpid(), url)
-    if key not in _clients:
-        _clients[key] = redis.Redis.from_url(url)
-    return _clients[key]
 
 
 def _record_task(app: Celery) -> Any:
@@ -33,7 +23,7 @@ def _record_task(app: Celery) -> Any:
 
     @app.task(name="r.tick", shared=False)
     def tick(label: str) -> str:
-        r = _client(url)
+        r = process_client(url)
         seconds, micros = r.time()  # the state Redis's clock, as the bucket's
         r.rpush("test:ticks", json.dumps([label, seconds + micros / 1e6]))
         return label
