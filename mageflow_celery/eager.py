@@ -25,7 +25,7 @@ from .engine.members import build_member
 from .engine.runtime import Runtime
 from .engine.summary import error_record
 from .keys import FINAL_STEP
-from .state.store import Admitted, Transition
+from .state.records import Admitted, Transition
 
 _INLINE: contextvars.ContextVar[bool] = contextvars.ContextVar("mageflow_inline", default=False)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..eager import drive, inline_wanted
 from ..engine.dispatch import follow
 from ..engine.runtime import Runtime
-from ..state.store import Transition
+from ..state.records import Transition
 
 
 def advance(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:

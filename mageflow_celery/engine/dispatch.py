@@ -16,7 +16,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 
 from ..keys import FINAL_STEP, member_task_id, step_task_id
-from ..state.store import Revoke, Transition
+from ..state.records import Revoke, Transition
 from .finalize import finalize
 from .flow import settle
 from .members import build_member

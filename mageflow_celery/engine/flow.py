@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from ..keys import pool_due_member
-from ..state.store import PoolSettlement, Transition
+from ..state.records import PoolSettlement, Transition
 from .runtime import Runtime
 
 logger = logging.getLogger("mageflow_celery")

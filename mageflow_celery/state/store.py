@@ -1,6 +1,7 @@
 """SwarmStore: the only module that talks to the state Redis.
 
-One typed method per Lua script (each is one atomic state transition), plus plain reads. Redis errors
+One typed method per Lua script (each is one atomic state transition), plus plain reads; the records
+they return are in :mod:`.records`. Redis errors
 are raised as :class:`~mageflow_celery.errors.StateStoreError`.
 
 Layer: ``state`` (see ``docs/architecture.md``).
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,97 +27,21 @@ from ..keys import (
     reaper_lock_key,
     stats_key,
 )
+from .records import (
+    Expired,
+    Flow,
+    MemberRow,
+    Owner,
+    PoolSettlement,
+    PoolView,
+    Reaped,
+    Renewal,
+    Transition,
+    renewal_from,
+    text,
+    transition_from,
+)
 from .scripts import SOURCES
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A member the caller must publish: its index, its encoded signature and its publish epoch."""
-
-    index: int
-    blob: bytes
-    epoch: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Revoke:
-    """A member the caller must revoke, and the step of it that holds the token (``FINAL_STEP``: its own id)."""
-
-    index: int
-    step: int
-
-
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """What a transition leaves to settle with the pool and the due index (see ``_lib.lua`` ``flow``)."""
-
-    #: Members the swarm could admit now if its pool granted tokens.
-    pool_want: int = 0
-    #: When a rate lets the swarm's next member in (the state Redis's clock), else ``None``.
-    wake_at: float | None = None
-    #: The swarm just finished (it wants nothing from its pool any more).
-    ended: bool = False
-    #: Pool grants given back (members that ended, grants it could not use).
-    released: list[str] = field(default_factory=list)
-    #: The swarm's pool ("" when it has none) and its weight there.
-    pool: str = ""
-    weight: int = 1
-
-    @classmethod
-    def parse(cls, raw: Any) -> Flow:
-        if not raw:
-            return cls()
-        wake = _s(raw[1])
-        released = [_s(x) for x in raw[3]]
-        pool, weight = (_s(raw[4]), int(_s(raw[5]))) if len(raw) > 5 else ("", 1)
-        return cls(int(_s(raw[0]) or 0), float(wake) if wake else None, bool(int(raw[2])), released, pool, weight)
-
-    def __bool__(self) -> bool:
-        return bool(self.pool_want or self.wake_at is not None or self.ended or self.released)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """What a state transition did and what the caller must do next.
-
-    ``admitted`` are the members the caller must publish; ``fin`` is ``"s"``, ``"f"`` or ``"c"`` when
-    this caller won the finalization decision; ``revoke`` lists members to revoke; ``flow`` what to
-    settle with the swarm's pool and the due index.
-    """
-
-    status: str
-    fin: str = ""
-    admitted: list[Admitted] = field(default_factory=list)
-    ctx: bytes | None = None
-    revoke: list[Revoke] = field(default_factory=list)
-    extra: list[Any] = field(default_factory=list)
-    flow: Flow = field(default_factory=Flow)
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    """``'12'`` -> (12, 0); ``'12:3'`` -> (12, 3)."""
-    head, _, tail = _s(value).partition(":")
-    return int(head), int(tail or 0)
-
-
-def _transition(reply: Sequence[Any]) -> Transition:
-    status = _s(reply[0])
-    if len(reply) < 2:
-        return Transition(status)
-    fin = _s(reply[1]) if len(reply) > 1 and reply[1] else ""
-    ids = reply[2] if len(reply) > 2 else []
-    sigs = reply[3] if len(reply) > 3 else []
-    ctx = reply[4] if len(reply) > 4 and reply[4] else None
-    revoke = [Revoke(*_pair(x)) for x in reply[5]] if len(reply) > 5 and reply[5] else []
-    flow = Flow.parse(reply[6]) if len(reply) > 6 else Flow()
-    extra = list(reply[7:]) if len(reply) > 7 else []
-    pairs = [_pair(x) for x in ids]
-    admitted = [Admitted(index, bytes(blob), epoch) for (index, epoch), blob in zip(pairs, sigs, strict=True)]
-    return Transition(status, fin, admitted, ctx, revoke, extra, flow)
 
 
 class SwarmStore:
@@ -148,23 +72,23 @@ class SwarmStore:
         for k, v in meta.items():
             flat += [k, v]
         reply = self._run("create", swarm_id, [len(meta), *flat, *members])
-        created = _s(reply[0]) == "created"
+        created = text(reply[0]) == "created"
         if created:
             self._index_add(swarm_id)
         return created
 
     def start(self, swarm_id: str, ctx: bytes, definition: bytes, want_ctx: bool) -> Transition:
-        return _transition(self._run("start", swarm_id, [ctx, definition, int(want_ctx)]))
+        return transition_from(self._run("start", swarm_id, [ctx, definition, int(want_ctx)]))
 
     def add(
         self, swarm_id: str, members: Sequence[bytes], run: bool, want_ctx: bool, close_on_max: bool = True
     ) -> Transition:
         """Add members (all or nothing); ``extra`` is ``[first index, closed now]``."""
         mode = "run" if run else "register"
-        return _transition(self._run("add", swarm_id, [mode, int(want_ctx), int(close_on_max), *members]))
+        return transition_from(self._run("add", swarm_id, [mode, int(want_ctx), int(close_on_max), *members]))
 
     def enqueue(self, swarm_id: str, index: int, member: bytes, want_ctx: bool) -> Transition:
-        return _transition(self._run("enqueue", swarm_id, [index, member, int(want_ctx)]))
+        return transition_from(self._run("enqueue", swarm_id, [index, member, int(want_ctx)]))
 
     def receive(
         self, swarm_id: str, index: int, step: int, token: str, epoch: int | None = None, prev_token: str = ""
@@ -177,17 +101,17 @@ class SwarmStore:
     ) -> tuple[str, list[str], str]:
         """:meth:`receive`, with the pool grants a dropped member gave back and its swarm's pool."""
         reply = self._run("receive", swarm_id, [index, step, token, "" if epoch is None else epoch, prev_token])
-        released = [_s(x) for x in reply[1]] if len(reply) > 1 and reply[1] else []
-        return _s(reply[0]), released, _s(reply[2]) if len(reply) > 2 else ""
+        released = [text(x) for x in reply[1]] if len(reply) > 1 and reply[1] else []
+        return text(reply[0]), released, text(reply[2]) if len(reply) > 2 else ""
 
     def handoff(self, swarm_id: str, index: int, token: str, min_step: int) -> str:
         """The delivery holding ``token`` hands the member on to a message it published (``ok``/``noop``)."""
-        return _s(self._run("handoff", swarm_id, [index, token, min_step])[0])
+        return text(self._run("handoff", swarm_id, [index, token, min_step])[0])
 
     def unpublished(self, swarm_id: str, indices: Sequence[int]) -> int:
         """Flag admitted members whose publish failed, for the reaper to re-publish at once."""
         reply = self._run("unpublished", swarm_id, list(indices))
-        return int(reply[1]) if _s(reply[0]) == "ok" else 0
+        return int(reply[1]) if text(reply[0]) == "ok" else 0
 
     def deadlines(self, swarm_id: str, moves: Sequence[tuple[int, str, float]]) -> int:
         """Move the token deadlines of members still in the given state: ``(index, mstate, deadline)``."""
@@ -195,23 +119,23 @@ class SwarmStore:
         for index, mstate, deadline in moves:
             flat += [index, mstate, repr(deadline)]
         reply = self._run("deadline", swarm_id, flat)
-        return int(reply[1]) if _s(reply[0]) == "ok" else 0
+        return int(reply[1]) if text(reply[0]) == "ok" else 0
 
     def report(self, swarm_id: str, outcomes: Sequence[tuple[int, str, bytes]], want_ctx: bool) -> Transition:
         """Record final outcomes ``(index, kind, payload)``; kind is ``s`` (ok), ``f`` (failed) or ``x`` (revoked)."""
         flat: list[Any] = [int(want_ctx)]
         for index, kind, payload in outcomes:
             flat += [index, kind, payload]
-        return _transition(self._run("report", swarm_id, flat))
+        return transition_from(self._run("report", swarm_id, flat))
 
     def close(self, swarm_id: str) -> Transition:
-        return _transition(self._run("close", swarm_id))
+        return transition_from(self._run("close", swarm_id))
 
     def pause(self, swarm_id: str) -> Transition:
-        return _transition(self._run("pause", swarm_id))
+        return transition_from(self._run("pause", swarm_id))
 
     def resume(self, swarm_id: str, want_ctx: bool) -> Transition:
-        return _transition(self._run("resume", swarm_id, [int(want_ctx)]))
+        return transition_from(self._run("resume", swarm_id, [int(want_ctx)]))
 
     def grant(
         self, swarm_id: str, grants: Sequence[str], granted_at: float, max_age_s: float, want_ctx: bool
@@ -219,37 +143,37 @@ class SwarmStore:
         """Admit members with pool grants made at ``granted_at`` (the pool's clock; none if older than
         ``max_age_s``); the unused ones come back in ``flow.released`` (``unknown``: all of them)."""
         reply = self._run("grant", swarm_id, [int(want_ctx), repr(granted_at), repr(max_age_s), *grants])
-        if _s(reply[0]) == "unknown":
-            return Transition("unknown", flow=Flow(released=[_s(x) for x in reply[1]]))
-        return _transition(reply)
+        if text(reply[0]) == "unknown":
+            return Transition("unknown", flow=Flow(released=[text(x) for x in reply[1]]))
+        return transition_from(reply)
 
     def wake(self, swarm_id: str, want_ctx: bool) -> Transition:
         """Admit what the swarm's rate allows now (its next slot came)."""
-        return _transition(self._run("wake", swarm_id, [int(want_ctx)]))
+        return transition_from(self._run("wake", swarm_id, [int(want_ctx)]))
 
     def resize(self, swarm_id: str, limit: int, want_ctx: bool) -> Transition:
         """Set ``max_concurrency``; raising it admits at once (``ok``), ``noop`` when nothing changed."""
-        return _transition(self._run("resize", swarm_id, [limit, int(want_ctx)]))
+        return transition_from(self._run("resize", swarm_id, [limit, int(want_ctx)]))
 
     def cancel(self, swarm_id: str) -> Transition:
-        return _transition(self._run("cancel", swarm_id))
+        return transition_from(self._run("cancel", swarm_id))
 
     def finalized(self, swarm_id: str) -> str:
-        return _s(self._run("finalized", swarm_id)[0])
+        return text(self._run("finalized", swarm_id)[0])
 
     def add_child(self, swarm_id: str, child_id: str) -> tuple[str, bool] | None:
         """Record a nested swarm started as a member; ``(state, paused)`` of this swarm, ``None`` if gone."""
         reply = self._run("children", swarm_id, [child_id])
-        return (_s(reply[1]), int(reply[2]) == 1) if _s(reply[0]) == "ok" else None
+        return (text(reply[1]), int(reply[2]) == 1) if text(reply[0]) == "ok" else None
 
     def member_rows(self, swarm_id: str, state: str, offset: int, limit: int) -> list[MemberRow] | None:
         """One page of members (``state`` ``""``: any), see ``members.lua``; ``None`` if the swarm is gone."""
         reply = self._run("members", swarm_id, [state, offset, limit])
-        if _s(reply[0]) != "ok":
+        if text(reply[0]) != "ok":
             return None
         flat = reply[1]
         return [
-            MemberRow(int(_s(flat[i])), _s(flat[i + 1]), bytes(flat[i + 2] or b""), flat[i + 3] or None)
+            MemberRow(int(text(flat[i])), text(flat[i + 1]), bytes(flat[i + 2] or b""), flat[i + 3] or None)
             for i in range(0, len(flat), 4)
         ]
 
@@ -264,7 +188,7 @@ class SwarmStore:
     def meta(self, swarm_id: str) -> dict[str, bytes]:
         """All meta fields (empty when the swarm does not exist)."""
         raw = self._read("meta", self.client.hgetall, self.keys(swarm_id).meta)
-        return {_s(k): v for k, v in raw.items()}
+        return {text(k): v for k, v in raw.items()}
 
     def member_blob(self, swarm_id: str, index: int) -> bytes | None:
         """The stored (encoded) signature of member ``index``, or ``None``."""
@@ -277,7 +201,7 @@ class SwarmStore:
 
     def _indexed(self, key: str) -> dict[int, bytes]:
         raw = self._read(key, self.client.hgetall, key)
-        return {int(_s(k)): v for k, v in raw.items() if k != b"_"}
+        return {int(text(k)): v for k, v in raw.items() if k != b"_"}
 
     def results(self, swarm_id: str) -> dict[int, bytes]:
         """Encoded results of succeeded members, by member index."""
@@ -290,17 +214,17 @@ class SwarmStore:
     def children(self, swarm_id: str) -> list[str]:
         """Ids of the nested swarms started as members of this swarm."""
         raw = self._read("children", self.client.smembers, self.keys(swarm_id).children)
-        return sorted(_s(x) for x in raw if x != b"_")
+        return sorted(text(x) for x in raw if x != b"_")
 
     def member_states(self, swarm_id: str) -> dict[int, str]:
         """Every member's state letter (``q``, ``d``, ``r``, ``s``, ``f``, ``c``; registered ones are absent)."""
         raw = self._read("mstate", self.client.hgetall, self.keys(swarm_id).mstate)
-        return {int(_s(k)): _s(v)[:1] for k, v in raw.items() if k != b"_"}
+        return {int(text(k)): text(v)[:1] for k, v in raw.items() if k != b"_"}
 
     def owner(self, swarm_id: str, index: int) -> Owner | None:
         """The owner record of a member holding a token (``None``: it holds none)."""
         raw = self._read("mstate", self.client.hget, self.keys(swarm_id).mstate, str(index))
-        return Owner.parse(_s(raw)[2:]) if raw and _s(raw)[:1] in ("d", "r") else None
+        return Owner.parse(text(raw)[2:]) if raw and text(raw)[:1] in ("d", "r") else None
 
     def ttls(self, swarm_id: str) -> dict[str, int]:
         """TTL in seconds of every existing key of the swarm (``-1`` = none)."""
@@ -327,7 +251,7 @@ class SwarmStore:
     def stats(self) -> dict[str, float]:
         """The key prefix's statistics: counters of finished swarms and of reaper actions."""
         raw = self._read("stats", self.client.hgetall, stats_key(self.prefix))
-        return {_s(k): float(v) for k, v in raw.items()}
+        return {text(k): float(v) for k, v in raw.items()}
 
     # -- global indexes (outside the scripts; readers drop stale entries) ---------------------------
 
@@ -368,7 +292,7 @@ class SwarmStore:
         """
         key = finished_index_key(self.prefix) if finished else index_key(self.prefix)
         stop = -1 if limit is None else offset + limit - 1
-        ids = [_s(x) for x in self._read("index", self.client.zrevrange, key, offset, stop)]
+        ids = [text(x) for x in self._read("index", self.client.zrevrange, key, offset, stop)]
         rows = self.metas(ids, list(dict.fromkeys(["state", *fields]))) if ids else []
         stale = [swarm_id for swarm_id, row in zip(ids, rows, strict=True) if "state" not in row]
         if stale:
@@ -398,30 +322,34 @@ class SwarmStore:
                 replies = pipe.execute()
         except redis.RedisError as exc:
             raise StateStoreError(f"renewing leases failed: {exc}") from exc
-        return {sid: _renewal(reply) for sid, reply in zip(args, replies, strict=True)}
+        return {sid: renewal_from(reply) for sid, reply in zip(args, replies, strict=True)}
 
     def reap(self, swarm_id: str, claim_s: float, limit: int) -> Reaped | None:
         """Expired members and a stale finalization claim (taken over) of one swarm; ``None`` if gone."""
         reply = self._run("reap", swarm_id, [claim_s, limit])
-        status = _s(reply[0])
+        status = text(reply[0])
         if status != "ok":
             return Reaped(done=True) if status == "done" else None
         flat = reply[4]
         expired = [
             Expired(
-                int(_s(flat[i])), _s(flat[i + 1]), float(_s(flat[i + 2])), bytes(flat[i + 3]), Owner.parse(flat[i + 4])
+                int(text(flat[i])),
+                text(flat[i + 1]),
+                float(text(flat[i + 2])),
+                bytes(flat[i + 3]),
+                Owner.parse(flat[i + 4]),
             )
             for i in range(0, len(flat), 5)
         ]
-        state, stale, on_lost = _s(reply[1]), _s(reply[2]), _s(reply[3])
-        now, lease_s, dispatch_to = (float(_s(x)) for x in reply[5:8])
-        next_at = float(_s(reply[8])) if _s(reply[8]) else None
+        state, stale, on_lost = text(reply[1]), text(reply[2]), text(reply[3])
+        now, lease_s, dispatch_to = (float(text(x)) for x in reply[5:8])
+        next_at = float(text(reply[8])) if text(reply[8]) else None
         rate_ready = len(reply) > 9 and int(reply[9]) == 1
         return Reaped(False, state, stale, on_lost, expired, now, lease_s, dispatch_to, next_at, rate_ready)
 
     def requeue(self, swarm_id: str, indices: Sequence[int], want_ctx: bool) -> Transition:
         """Re-publish members whose token deadline passed (in a new publish epoch); cancel them in an ended swarm."""
-        return _transition(self._run("requeue", swarm_id, [int(want_ctx), *indices]))
+        return transition_from(self._run("requeue", swarm_id, [int(want_ctx), *indices]))
 
     # -- pools (one slot each: {pool:<name>}) -----------------------------------------------------------
 
@@ -453,13 +381,13 @@ class SwarmStore:
         waiting = reply[5]
         return PoolView(
             name=name,
-            limit=int(float(_s(reply[0]))),
-            rate_int=float(_s(reply[1])),
-            tat=float(_s(reply[2])),
-            now=float(_s(reply[3])),
-            holders={_s(holders[i]): _s(holders[i + 1]) for i in range(0, len(holders), 2)},
-            waiting=[(_s(waiting[i]), int(_s(waiting[i + 1]))) for i in range(0, len(waiting), 2)],
-            rate=_s(reply[6]) if len(reply) > 6 else "",
+            limit=int(float(text(reply[0]))),
+            rate_int=float(text(reply[1])),
+            tat=float(text(reply[2])),
+            now=float(text(reply[3])),
+            holders={text(holders[i]): text(holders[i + 1]) for i in range(0, len(holders), 2)},
+            waiting=[(text(waiting[i]), int(text(waiting[i + 1]))) for i in range(0, len(waiting), 2)],
+            rate=text(reply[6]) if len(reply) > 6 else "",
         )
 
     def register_pool(self, name: str) -> None:
@@ -468,14 +396,14 @@ class SwarmStore:
 
     def pool_names(self) -> list[str]:
         """Names of the pools used under this prefix."""
-        return sorted(_s(x) for x in self._read("pools", self.client.smembers, pools_key(self.prefix)))
+        return sorted(text(x) for x in self._read("pools", self.client.smembers, pools_key(self.prefix)))
 
     def held_grants(self, swarm_id: str) -> set[str] | None:
         """The pool grants the members of a swarm hold now (``None``: the swarm is gone)."""
         reply = self._run("held", swarm_id)
-        if _s(reply[0]) == "unknown":
+        if text(reply[0]) == "unknown":
             return None
-        return {_s(g) for g in reply[1]}
+        return {text(g) for g in reply[1]}
 
     # -- the due index: what the reaper must look at, and when -----------------------------------------
 
@@ -505,7 +433,7 @@ class SwarmStore:
         except redis.RedisError as exc:
             raise StateStoreError(f"reading the due index failed: {exc}") from exc
         flat = reply[1]
-        return float(_s(reply[0])), [(_s(flat[i]), _s(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return float(text(reply[0])), [(text(flat[i]), text(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def reschedule(self, member: str, taken_score: str, next_at: float | None) -> bool:
         """Move a due entry the reaper took to ``next_at`` (drop it with ``None``), unless it moved meanwhile."""
@@ -518,122 +446,6 @@ class SwarmStore:
     def reaper_lock(self, ttl_s: float) -> ReaperLock:
         """The lock electing the one active reaper of this key prefix."""
         return ReaperLock(self.client.lock(reaper_lock_key(self.prefix), timeout=ttl_s, thread_local=False))
-
-
-@dataclass(frozen=True, slots=True)
-class Renewal:
-    """Reply of a lease renewal: the swarm's ``lease_s`` and members no longer running."""
-
-    lease_s: float
-    gone: set[int]
-
-
-def _renewal(reply: Sequence[Any]) -> Renewal | None:
-    if _s(reply[0]) != "ok":
-        return None
-    return Renewal(float(_s(reply[1])), {int(_s(x)) for x in reply[2]})
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettlement:
-    """What a pool script handed out: grant ids per swarm (made at ``granted_at``, the pool's clock), when its
-    rate lets the next token out."""
-
-    grants: dict[str, list[str]] = field(default_factory=dict)
-    wake_at: float | None = None
-    in_use: int = 0
-    limit: int = 0
-    dropped: int = 0
-    granted_at: float = 0.0
-
-    @classmethod
-    def parse(cls, reply: Sequence[Any]) -> PoolSettlement:
-        grants: dict[str, list[str]] = {}
-        flat = reply[0]
-        for i in range(0, len(flat), 2):
-            grants.setdefault(_s(flat[i]), []).append(_s(flat[i + 1]))
-        wake = _s(reply[1])
-        wake_at = float(wake) if wake else None
-        return cls(grants, wake_at, int(reply[2]), int(float(_s(reply[3]))), int(reply[4]), float(_s(reply[5])))
-
-
-@dataclass(frozen=True, slots=True)
-class PoolView:
-    """A pool: its limit (0: unlimited), seconds between grants (0: no rate), tokens in use, waiting swarms."""
-
-    name: str
-    limit: int
-    rate_int: float
-    tat: float
-    now: float
-    #: grant id -> ``swarm id|granted at``.
-    holders: dict[str, str]
-    #: ``(swarm id, demand)`` in round-robin order.
-    waiting: list[tuple[str, int]]
-    #: The rate as it was set (``"10/s"``), or ``""``.
-    rate: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """One member as ``members.lua`` reads it: index, state letter (``""``: registered), signature, error."""
-
-    index: int
-    letter: str
-    sig: bytes
-    error: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """A token holder's record: publish epoch, step, lease token, flags (``p``, ``u``), dispatched at."""
-
-    epoch: int = 0
-    step: int = 0
-    token: str = ""
-    flags: str = ""
-    t0: float = 0.0
-
-    #: The pool grant the member holds ("" when its swarm has no pool).
-    grant: str = ""
-
-    @classmethod
-    def parse(cls, raw: Any) -> Owner:
-        parts = _s(raw).split("|") if raw else []
-        if len(parts) not in (5, 6):
-            return cls()
-        grant = parts[5] if len(parts) == 6 else ""
-        return cls(int(parts[0] or 0), int(parts[1] or 0), parts[2], parts[3], float(parts[4] or 0), grant)
-
-
-@dataclass(frozen=True, slots=True)
-class Expired:
-    """A member whose token deadline passed: its state letter (``d``/``r``), deadline, signature, owner."""
-
-    index: int
-    mstate: str
-    deadline: float
-    sig: bytes
-    owner: Owner = field(default_factory=Owner)
-
-
-@dataclass(frozen=True, slots=True)
-class Reaped:
-    """What :meth:`SwarmStore.reap` found in one swarm."""
-
-    done: bool
-    state: str = ""
-    stale_fin: str = ""
-    on_lost: str = "retry"
-    expired: list[Expired] = field(default_factory=list)
-    #: The state Redis's clock when it looked (deadlines are on that clock).
-    now: float = 0.0
-    lease_s: float = 60.0
-    dispatch_timeout_s: float = 900.0
-    #: The earliest deadline still ahead (the reaper looks again then); ``None``: none.
-    next_at: float | None = None
-    #: A rate holding members back lets the next one in now (the reaper admits it).
-    rate_ready: bool = False
 
 
 class ReaperLock:

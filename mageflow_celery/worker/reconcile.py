@@ -50,7 +50,7 @@ from ..engine.runtime import Runtime
 from ..engine.summary import error_record
 from ..errors import MageflowError
 from ..keys import FINAL_STEP, member_task_id, step_task_id
-from ..state.store import Expired, Reaped
+from ..state.records import Expired, Reaped
 
 logger = logging.getLogger("mageflow_celery")
 

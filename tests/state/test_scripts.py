@@ -21,7 +21,8 @@ from celery import Celery
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.keys import FINAL_STEP, member_task_id
-from mageflow_celery.state.store import SwarmStore, Transition
+from mageflow_celery.state.records import Transition
+from mageflow_celery.state.store import SwarmStore
 from mageflow_celery.testing import redis_snapshot
 
 pytestmark = [pytest.mark.redis]
