@@ -242,6 +242,9 @@ def test_the_pools_page_shows_usage_against_limits_and_waiting_swarms(mageflow_a
     assert waiting == [holder.id, waiter.id] or waiting == [waiter.id, holder.id]
     assert '<tr data-pool="s3">' in text and '<td class="in-use">2</td>' in text
 
+    # And a pooled swarm's page names its pool
+    assert 'id="pool-link">openai</a>' in client.get(f"/swarms/{waiter.id}").text
+
 
 def test_the_dashboard_command_names_the_extra_when_it_is_missing(
     mageflow_app: Celery, monkeypatch: pytest.MonkeyPatch
