@@ -13,7 +13,8 @@ pytestmark = [pytest.mark.redis]
 
 
 def test_a_channel_reuses_one_client_until_its_pool_changes(mageflow_app: Celery, mageflow_redis: redis.Redis) -> None:
-    with mageflow_app.producer_or_acquire() as producer:
+    with mageflow_app.connection_for_write() as connection:
+        producer = connection.Producer()  # a fresh channel, never patched before
         channel = producer.channel
         assert channel._create_client() is not channel._create_client()  # kombu: a new client per call
 
