@@ -138,7 +138,16 @@ class Faults:
         return [(int(a), int(b)) for a, b in rows]
 
     def callbacks(self, swarm_id: str) -> list[dict[str, Any]]:
+        """What the callbacks recorded so far (the callback tasks may still be queued or running)."""
         return [json.loads(x) for x in self.probe.lrange(probe_key("cb", swarm_id), 0, -1)]
+
+    def ran_callbacks(self, app: Celery, swarm_id: str, expected: int = 1) -> list[dict[str, Any]]:
+        """The callbacks' records once ``expected`` of them ran and the workers went idle, so a duplicate
+        published with them would have run too: the finalizer publishes the callbacks before it marks the
+        swarm done, but they run later, on any worker."""
+        wait_for(lambda: len(self.callbacks(swarm_id)) >= expected, timeout_s=30, message=f"{expected} callbacks")
+        quiesce(app, self.probe, unacked=False)
+        return self.callbacks(swarm_id)
 
 
 def _die_with_parent() -> None:
