@@ -56,6 +56,7 @@ def test_a_pools_limit_holds_across_two_worker_processes_and_every_token_comes_b
     assert len(executions) == 12 and max_overlap(executions) == 2
     for swarm_id in ids:
         assert_counted_once(app, swarm_id, 4, {0, 1, 2, 3})
+    wait_for(lambda: get_pool(app, "shared").in_use == 0, message="every token back")
     info = get_pool(app, "shared")
     assert (info.in_use, info.waiting, info.holders) == (0, [], {})
 
@@ -168,7 +169,7 @@ def test_a_whole_worker_killed_mid_pooled_swarm_is_recovered_and_the_pool_drains
     quiesce(app, faults.probe, unacked=False)
     assert_counted_once(app, swarm_id, 5, set(range(5)))
     assert max_overlap(faults.executions(swarm_id)) <= 2
-    assert get_pool(app, "kill").in_use == 0
+    wait_for(lambda: get_pool(app, "kill").in_use == 0, message="every token back")
 
 
 def test_pools_work_with_the_state_on_a_redis_cluster(faults: Faults, cluster: RedisCluster) -> None:
@@ -188,4 +189,4 @@ def test_pools_work_with_the_state_on_a_redis_cluster(faults: Faults, cluster: R
     for swarm_id in ids:
         assert_counted_once(app, swarm_id, 4, {0, 1, 2, 3})
     assert len({store.client.keyslot(key) for key in PoolKeys(store.prefix, "clustered").all()}) == 1
-    assert get_pool(app, "clustered").in_use == 0
+    wait_for(lambda: get_pool(app, "clustered").in_use == 0, message="every token back")

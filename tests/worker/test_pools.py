@@ -84,7 +84,8 @@ def test_members_of_three_swarms_never_hold_more_of_a_pools_tokens_than_its_limi
     assert max_overlap(rows) == 3, rows
     for k in "abc":
         assert max_overlap([row for row in rows if row[0].startswith(k)]) <= 2
-    # And every token came back
+    # And every token came back (the last one after the results: the pool is told after the swarm)
+    wait_for(lambda: get_pool(mageflow_app, "api").in_use == 0, message="every token back")
     info = get_pool(mageflow_app, "api")
     assert (info.limit, info.in_use, info.waiting) == (3, 0, [])
 
@@ -166,7 +167,7 @@ def test_pooled_nested_swarms_and_retrying_members_hold_exactly_one_pool_token_e
     # Then at most 2 members held the pool's tokens at once (2 did), retries included; all came back
     rows = intervals(mageflow_redis)
     assert len(rows) == 6 and max_overlap(rows) == 2
-    assert get_pool(mageflow_app, "nest").in_use == 0
+    wait_for(lambda: get_pool(mageflow_app, "nest").in_use == 0, message="every token back")
 
 
 def test_a_pools_limit_from_app_conf_is_written_by_a_starting_worker(
