@@ -1,4 +1,4 @@
-"""The targets of SPEC §4 (P1–P4), checked against a run's results, and the printed table."""
+"""The targets of SPEC §4 and §10 (P1–P9), checked against a run's results, and the printed table."""
 
 from __future__ import annotations
 
@@ -66,7 +66,46 @@ def _pool_targets(pool: str) -> list[Target]:
     for name in ("swarm30", "swarm2x"):
         key = f"commands_extra.{name}-group"
         out.append(Target("P2", f"{pool}: Redis commands per member, {name} - group", ratios(key), "<=", 20))
+    out.append(Target("P6", f"{pool}: 200 swarms x 10 / one group, throughput", ratios(_MANY), ">=", 0.9, reference))
+    for name in ("swarm30", "swarm2x"):
+        out.append(Target("P7", f"{pool}: throughput {name} / group", ratios(f"throughput.{name}/group"), ">=", 1.0))
+        out.append(Target("P7", f"{pool}: CPU per member {name} / group", ratios(f"cpu.{name}/group"), "<=", 1.1))
     return out
+
+
+_MANY = "throughput.many_small/group"
+
+
+def _at(*path: str) -> Callable[[dict[str, Any]], float | None]:
+    def get(r: dict[str, Any]) -> float | None:
+        value: Any = r
+        for key in path:
+            value = value[key]
+        return None if value is None else float(value)
+
+    return get
+
+
+def _v3_targets() -> list[Target]:
+    """SPEC §10 beyond the per-pool rows: the reaper (P5), pools (P8), rates (F3), streaming (P9)."""
+    return [
+        Target("P5", "reaper tick, nothing due: wall ms", _at("reaper", "poll_tick_wall_ms_median"), "<=", 50),
+        Target(
+            "P5", "reaper tick, nothing due: Redis CPU ms", _at("reaper", "poll_tick_redis_cpu_ms_median"), "<=", 20
+        ),
+        Target(
+            "P5", "reaper sweep page (one per interval): wall ms", _at("reaper", "sweep_page_wall_ms_median"), "<=", 50
+        ),
+        Target("P5", "reaper sweep page: Redis CPU ms", _at("reaper", "sweep_page_redis_cpu_ms_median"), "<=", 20),
+        Target("P8", "pooled member: extra state round trips", _at("flow", "round_trips_extra"), "<=", 1),
+        Target("P8", "10-member swarm behind a big one / alone", _at("flow", "fairness", "shared_over_alone"), "<=", 3),
+        Target("P8", "pool tokens in use, peak sampled (limit 4)", _at("flow", "fairness", "peak_in_use"), "<=", 4),
+        Target(
+            "F3", "rate: median lateness vs the ideal schedule, ms", _at("flow", "rate", "late_ms_median"), "<=", 100
+        ),
+        Target("P9", "streamed swarm: client peak RSS, MiB", _at("stream", "rss_peak_mib"), "<=", 200),
+        Target("P9", "streamed swarm: script cost at n / at 1,000", _at("stream", "script_cost_ratio"), "<=", 1.2),
+    ]
 
 
 def targets(pools: list[str]) -> list[Target]:
@@ -82,6 +121,7 @@ def targets(pools: list[str]) -> list[Target]:
             "P4", "create the bulk swarm (build + serialize + create), s", bulk("build_serialize_create_s"), "<=", 10
         ),
         Target("P4", "Redis memory of the created swarm / members' JSON", bulk("memory_ratio"), "<=", 2.0),
+        *_v3_targets(),
     ]
     return out
 
@@ -90,9 +130,11 @@ RATIO_ROWS = [
     ("throughput.chord/group", "throughput chord / group"),
     ("throughput.swarm30/group", "throughput swarm(30) / group"),
     ("throughput.swarm2x/group", "throughput swarm(2x pool) / group"),
+    (_MANY, "throughput 200 swarms x 10 / group"),
     ("cpu.chord/group", "CPU/member chord / group"),
     ("cpu.swarm30/group", "CPU/member swarm(30) / group"),
     ("cpu.swarm2x/group", "CPU/member swarm(2x pool) / group"),
+    ("cpu.many_small/group", "CPU/member 200 swarms x 10 / group"),
     ("commands_extra.swarm30-group", "Redis cmds/member swarm(30) - group"),
     ("commands_extra.swarm2x-group", "Redis cmds/member swarm(2x) - group"),
     ("throughput.swarm_10ms_k4/naive_10ms_k4", "10ms: swarm K=4 / naive loop K=4"),
@@ -143,7 +185,8 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def table(results: dict[str, Any]) -> str:
     pools = list(results["pools"])
     reps = results["sizes"]["reps"]
-    lines = [f"Paired ratios, swarm vs plain Celery on the same worker (median of {reps} interleaved reps)"]
+    lines = [machine_line(results), ""]
+    lines.append(f"Paired ratios, swarm vs plain Celery on the same worker (median of {reps} interleaved reps)")
     lines.append(f"{'':44}" + "".join(f"{p:>10}" for p in pools))
     for key, label in RATIO_ROWS:
         lines.append(f"{label:44}" + "".join(f"{_fmt(results['pools'][p]['ratios'].get(key)):>10}" for p in pools))
@@ -156,8 +199,62 @@ def table(results: dict[str, Any]) -> str:
         cells = [results["pools"][p]["summary"].get(scen, {}).get(key) for p in pools]
         digits = 2 if key.endswith("_ms") or key.endswith("_s") else 1
         lines.append(f"{label:44}" + "".join(f"{_fmt(None if c is None else c * scale, digits):>10}" for c in cells))
-    lines += ["", *_scaling_lines(results), "", *_target_lines(results)]
+    lines += ["", *_scaling_lines(results), "", *_v3_lines(results), "", *_target_lines(results)]
     return "\n".join(lines)
+
+
+def machine_line(results: dict[str, Any]) -> str:
+    """How fast this machine is, to compare runs: plain Celery's CPU per no-op task (group, prefork)."""
+    meta = results["meta"]
+    group = results["pools"].get("prefork", {}).get("summary", {}).get("group", {})
+    return (
+        f"Machine speed: plain group CPU {_fmt(group.get('cpu_us_per_member'), 0)} us/member on prefork "
+        f"(docs' reference run 1745; a 4x slower machine 6770); {meta['nproc']} cores, {meta['cpu']}, "
+        f"load {meta['loadavg'][0]:.2f} at the start"
+    )
+
+
+def _v3_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["Scale and flow control (SPEC §10)"]
+    if "reaper" in results:
+        r = results["reaper"]
+        lines += [
+            f"  reaper, {r['open']} idle open + {r['finished']} finished swarms in Redis ({r['dbsize']} keys):",
+            f"    tick (the due index), nothing due: {_fmt(r['poll_tick_wall_ms_median'])} ms wall"
+            f" (max {_fmt(r['poll_tick_wall_ms_max'])}), {_fmt(r['poll_tick_redis_cpu_ms_median'])} ms Redis CPU;"
+            f" one swarm due: {_fmt(r['due_poll_tick_wall_ms'])} ms, acted: {r['due_poll_acted']}",
+            f"    sweep page (200 swarms, once per interval): {_fmt(r['sweep_page_wall_ms_median'])} ms wall,"
+            f" {_fmt(r['sweep_page_redis_cpu_ms_median'])} ms Redis CPU",
+            f"    reap_once (a full pass, `celery swarm reap`): {_fmt(r['tick_wall_ms_median'], 0)} ms wall,"
+            f" {_fmt(r['tick_redis_cpu_ms_median'], 0)} ms Redis CPU; acted on the due swarm: {r['due_acted']}",
+        ]
+    if "stream" in results:
+        st = results["stream"]
+        lines.append(
+            f"  streamed swarm, {st['n']} members in batches of {st['batch']}: {_fmt(st['add_wall_s'], 1)} s"
+            f" ({_fmt(st['members_per_s'], 0)}/s), client RSS {_fmt(st['rss_start_mib'], 0)} -> peak"
+            f" {_fmt(st['rss_peak_mib'], 0)} MiB, state Redis {_fmt(st['state_used_memory_mib'], 0)} MiB; script"
+            f" {_fmt(st['script_us_per_member_big'], 1)} us/member vs {_fmt(st['script_us_per_member_small'], 1)}"
+            f" at 1,000"
+        )
+    if "flow" in results:
+        f = results["flow"]
+        fair, rate = f["fairness"], f["rate"]
+        lines.append(
+            f"  pooled member ({f['worker']}): {_fmt(f['round_trips_pooled'])} state round trips vs"
+            f" {_fmt(f['round_trips_plain'])} unpooled"
+        )
+        lines.append(
+            f"  fairness, pool of {fair['pool_limit']}: {fair['n_small']}-member swarm alone"
+            f" {_fmt(1000 * min(fair['alone_s']), 0)}-{_fmt(1000 * max(fair['alone_s']), 0)} ms, behind"
+            f" {fair['n_big']} members {_fmt(1000 * min(fair['shared_s']), 0)}-{_fmt(1000 * max(fair['shared_s']), 0)}"
+            f" ms; peak in use {fair['peak_in_use']} over {fair['samples']} samples"
+        )
+        lines.append(
+            f"  rate {rate['per_s']}/s, {rate['n']} members: achieved {_fmt(rate['achieved_per_s'])}/s, lateness"
+            f" median {_fmt(rate['late_ms_median'], 1)} ms, max {_fmt(rate['late_ms_max'], 1)} ms"
+        )
+    return lines if len(lines) > 1 else [*lines, "  (skipped)"]
 
 
 def _scaling_lines(results: dict[str, Any]) -> list[str]:

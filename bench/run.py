@@ -21,7 +21,7 @@ from typing import Any
 
 from mageflow_celery.testing import RedisServer
 
-from . import scenarios, suite
+from . import flow, scale, scenarios, suite
 from .meter import Meter, RedisProbe
 from .procs import REPO, Worker
 from .report import table, targets
@@ -29,6 +29,10 @@ from .scaling import create_bulk, drive_scripts
 from .suite import QUICK, Sizes
 
 RESULTS_DIR = REPO / "bench" / "results"
+#: Sections besides the per-pool families, each skippable with ``--skip``.
+SECTIONS = ("scaling", "e2e", "flow", "reaper", "stream")
+#: The worker of the flow-control section: more slots than the pool has tokens (SPEC P8).
+FLOW_POOL, FLOW_CONCURRENCY = "threads", 8
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,10 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes and 2 reps: a smoke run, not a measurement")
     p.add_argument("--reps", type=int, help="repetitions of each interleaved scenario (default 7)")
     p.add_argument("--n", type=int, help="no-op members per throughput run (default 2000)")
-    p.add_argument("--pools", default="prefork,solo,threads", help="worker pools, comma-separated")
+    p.add_argument("--pools", default="prefork,solo,threads,gevent", help="worker pools, comma-separated")
     p.add_argument("--concurrency", type=int, default=2, help="pool size of prefork and threads workers")
     p.add_argument("--e2e-100k", action="store_true", help="also run the 100,000-member end-to-end comparison")
+    p.add_argument("--e2e-1m", action="store_true", help="also run a 1,000,000-member swarm end to end (long)")
     p.add_argument("--skip-scaling", action="store_true", help="skip the direct script and bulk creation runs")
+    p.add_argument("--skip", default="", help=f"sections to skip, comma-separated, of: {','.join(SECTIONS)}")
     p.add_argument("--out", type=Path, help="JSON file to write (default bench/results/<timestamp>.json)")
     return p.parse_args(argv)
 
@@ -50,9 +56,18 @@ def sizes_from(args: argparse.Namespace) -> Sizes:
         size = replace(size, reps=args.reps)
     if args.n:
         size = replace(size, n=args.n)
-    if args.e2e_100k:
-        size = replace(size, e2e=(*size.e2e, 100000), e2e_reps=(*size.e2e_reps, 1))
+    for flag, n in ((args.e2e_100k, 100000), (args.e2e_1m, 1000000)):
+        if flag:
+            size = replace(size, e2e=(*size.e2e, n), e2e_reps=(*size.e2e_reps, 1))
     return size
+
+
+def skipped(args: argparse.Namespace) -> set[str]:
+    out = {s for s in args.skip.split(",") if s}
+    unknown = out - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"--skip: unknown section(s) {sorted(unknown)}; known: {', '.join(SECTIONS)}")
+    return out | ({"scaling"} if args.skip_scaling else set())
 
 
 def machine() -> dict[str, Any]:
@@ -127,6 +142,29 @@ def run_pool(pool: str, worker: Worker, size: Sizes, probes: list[RedisProbe], s
     }
 
 
+def run_flow(size: Sizes, worker: Worker, probes: list[RedisProbe], state_url: str) -> dict[str, Any]:
+    """SPEC P8 and F3 on a worker with more slots than the pool has tokens."""
+    broker, state = probes
+    suite.clean(broker.client, state.client)
+    suite.warm_up(worker.slots)
+    plain = suite.round_trips(state_url, size.n)
+    pooled = suite.round_trips(state_url, size.n, pool=flow.POOL)
+    key = "marginal_mageflow-worker_per_member"
+    suite.clean(broker.client, state.client)
+    fair = flow.fairness(size.fair_small, size.fair_big, size.fair_reps)
+    suite.clean(broker.client, state.client)
+    rate = flow.rate_lateness(size.rate_n, size.rate_per_s)
+    suite.clean(broker.client, state.client)
+    return {
+        "worker": f"{worker.pool} -c{worker.concurrency}",
+        "round_trips_plain": plain[key],
+        "round_trips_pooled": pooled[key],
+        "round_trips_extra": pooled[key] - plain[key],
+        "fairness": fair,
+        "rate": rate,
+    }
+
+
 def run_e2e(size: Sizes, worker: Worker, probes: list[RedisProbe]) -> dict[str, Any]:
     broker, state = probes
     meter = Meter(probes, worker)
@@ -151,6 +189,7 @@ def run_e2e(size: Sizes, worker: Worker, probes: list[RedisProbe]) -> dict[str, 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     size = sizes_from(args)
+    skip = skipped(args)
     pools = [p for p in args.pools.split(",") if p]
     started = time.time()
     results: dict[str, Any] = {"meta": machine(), "sizes": asdict(size), "pools": {}, "e2e": {}}
@@ -164,15 +203,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from bench import app as bench_app
 
         probes = [RedisProbe("broker", broker_server.url), RedisProbe("state", state_server.url)]
-        if not args.skip_scaling:
+        if "scaling" not in skip:
             print("scaling: scripts driven directly, bulk creation", file=sys.stderr, flush=True)
             results.update(run_scaling(size, probes[1], probes[0]))
+        if "reaper" not in skip:
+            print(f"reaper: {size.reaper_open} idle open + {size.reaper_finished} finished", file=sys.stderr)
+            suite.clean(probes[0].client, probes[1].client)
+            results["reaper"] = scale.run_reaper_idle(
+                bench_app.app, probes[1], size.reaper_open, size.reaper_finished, size.reaper_reps
+            )
+            suite.clean(probes[0].client, probes[1].client)
+        if "stream" not in skip:
+            print(f"stream: {size.stream_n} members in batches of {size.stream_batch}", file=sys.stderr)
+            results["stream"] = scale.run_stream(size.stream_n, size.stream_batch, broker_server.url, state_server.url)
+            suite.clean(probes[0].client, probes[1].client)
         for pool in pools:
             print(f"pool {pool}: {size.reps} interleaved reps", file=sys.stderr, flush=True)
             with Worker(pool, args.concurrency, worker_env, log_dir).start(bench_app.app) as worker:
                 results["pools"][pool] = run_pool(pool, worker, size, probes, state_server.url)
-                if pool == "prefork":
+                if pool == "prefork" and "e2e" not in skip:
                     results["e2e"] = run_e2e(size, worker, probes)
+        if "flow" not in skip:
+            print(f"flow: pool fairness and rates on {FLOW_POOL} -c{FLOW_CONCURRENCY}", file=sys.stderr, flush=True)
+            with Worker(FLOW_POOL, FLOW_CONCURRENCY, worker_env, log_dir).start(bench_app.app) as worker:
+                results["flow"] = run_flow(size, worker, probes, state_server.url)
     results["meta"]["duration_s"] = time.time() - started
     results["meta"]["loadavg_end"] = os.getloadavg()
     results.setdefault("scaling", {"by_n": {}, "ratio": {}})

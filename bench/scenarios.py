@@ -63,16 +63,30 @@ def run_chord(n: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_swarm(n: int, limit: int, task: str = "noop") -> float | tuple[float, dict[str, Any]]:
+def run_swarm(n: int, limit: int, task: str = "noop", pool: str | None = None) -> float | tuple[float, dict[str, Any]]:
     b = _tasks()
     sig = getattr(b, task)
     t0 = time.perf_counter()
-    s = swarm(
-        tasks=[sig.s() for _ in range(n)], config=SwarmConfig(max_concurrency=limit), is_swarm_closed=True, app=b.app
-    )
+    config = SwarmConfig(max_concurrency=limit, pool=pool)
+    s = swarm(tasks=[sig.s() for _ in range(n)], config=config, is_swarm_closed=True, app=b.app)
     results = s.apply_async().get(timeout=RUN_TIMEOUT_S, interval=SWARM_POLL_S)
     assert len(results) == n
     return _timed(t0, task, results)
+
+
+def run_many_small(n: int, size: int = 10, limit: int = 5) -> float:
+    """SPEC P6: ``n // size`` swarms of ``size`` no-ops each (``max_concurrency=limit``), all applied
+    before any result is awaited, then every swarm's results collected."""
+    b = _tasks()
+    t0 = time.perf_counter()
+    config = SwarmConfig(max_concurrency=limit)
+    running = [
+        swarm(tasks=[b.noop.s() for _ in range(size)], config=config, is_swarm_closed=True, app=b.app).apply_async()
+        for _ in range(n // size)
+    ]
+    for res in running:
+        assert len(res.get(timeout=RUN_TIMEOUT_S, interval=SWARM_POLL_S)) == size
+    return time.perf_counter() - t0
 
 
 def run_naive_loop(n: int, k: int, task: str = "sleep_ms") -> float | tuple[float, dict[str, Any]]:

@@ -32,6 +32,20 @@ class Sizes:
     scale_reps: int = 7
     bulk_n: int = 100000
     bulk_reps: int = 3
+    #: P8: the small and the big swarm sharing a pool of 4 (10 ms members), alternated with the small alone
+    fair_small: int = 10
+    fair_big: int = 10000
+    fair_reps: int = 5
+    #: F3: members admitted by a rate, and the rate per second
+    rate_n: int = 60
+    rate_per_s: int = 20
+    #: P5: idle open and finished swarms in Redis, reaper ticks timed
+    reaper_open: int = 100000
+    reaper_finished: int = 100000
+    reaper_reps: int = 7
+    #: P9: members added from an iterator, and the batch size
+    stream_n: int = 1000000
+    stream_batch: int = 10000
 
 
 QUICK = Sizes(
@@ -45,6 +59,14 @@ QUICK = Sizes(
     scale_reps=1,
     bulk_n=300,
     bulk_reps=1,
+    fair_big=200,
+    fair_reps=1,
+    rate_n=10,
+    reaper_open=2000,
+    reaper_finished=2000,
+    reaper_reps=2,
+    stream_n=5000,
+    stream_batch=1000,
 )
 
 
@@ -79,6 +101,7 @@ def throughput_family(size: Sizes, slots: int) -> dict[str, Scenario]:
         "chord": (n, lambda: sc.run_chord(n)),
         "swarm30": (n, lambda: sc.run_swarm(n, 30)),
         "swarm2x": (n, lambda: sc.run_swarm(n, 2 * slots)),
+        "many_small": (n, lambda: sc.run_many_small(n)),
     }
 
 
@@ -104,6 +127,7 @@ def warm_up(slots: int) -> None:
     sc.run_group(20)
     sc.run_chord(20)
     sc.run_swarm(20, 2 * slots)
+    sc.run_many_small(20)
     sc.run_naive_loop(8, 4, "noop")
     sc.run_handoff(3)
     sc.run_roundtrips(2)
@@ -131,8 +155,9 @@ def summarize(samples: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
         for server in runs[0].calls:
             row[f"commands_per_member.{server}"] = med([s.calls[server] / s.n for s in runs])
         for key in ("median_s", "p95_s", "slot_gap_median_ms", "slot_gap_mean_ms"):
-            if key in runs[0].extra:
-                row[key] = med([s.extra[key] for s in runs])
+            values = [s.extra[key] for s in runs if key in s.extra]  # no slot gap when no slot ran two tasks
+            if values:
+                row[key] = med(values)
         out[name] = row
     return out
 
@@ -142,7 +167,7 @@ def ratios(samples: dict[str, list[Sample]]) -> dict[str, float]:
     thr = lambda s: s.throughput  # noqa: E731
     cpu = lambda s: s.cpu_us_per_member  # noqa: E731
     out: dict[str, float] = {}
-    for name in ("chord", "swarm30", "swarm2x"):
+    for name in ("chord", "swarm30", "swarm2x", "many_small"):
         out[f"throughput.{name}/group"] = med(paired(samples, name, "group", thr))
         out[f"cpu.{name}/group"] = med(paired(samples, name, "group", cpu))
         diffs = [
@@ -158,22 +183,23 @@ def ratios(samples: dict[str, list[Sample]]) -> dict[str, float]:
     return out
 
 
-def _monitored_swarm(state_url: str, n: int) -> MonitorCounter:
+def _monitored_swarm(state_url: str, n: int, pool: str | None) -> MonitorCounter:
     with MonitorCounter(state_url) as mon:
-        sc.run_swarm(n, 30)
+        sc.run_swarm(n, 30, pool=pool)
         time.sleep(0.5)  # let the last report and the finalizer land
     return mon
 
 
-def round_trips(state_url: str, n: int) -> dict[str, Any]:
-    """State-Redis commands by connection (``MONITOR``), for swarms of ``n`` and ``n // 2`` no-ops (limit 30).
+def round_trips(state_url: str, n: int, pool: str | None = None) -> dict[str, Any]:
+    """State-Redis commands by connection (``MONITOR``), for swarms of ``n`` and ``n // 2`` no-ops (limit 30,
+    in ``pool`` if given).
 
     ``<name>_per_member`` divides the bigger run's counts by ``n``; ``marginal_<name>_per_member`` is the
     difference between the two runs divided by the difference in members, which leaves out what a swarm
     costs once (create, start, the lease renewal of a new swarm, finalization). It is rounded to two
     decimals: a one-off command that lands in one run and not the other moves it by ``1 / (n - n // 2)``.
     """
-    big, small = _monitored_swarm(state_url, n), _monitored_swarm(state_url, n // 2)
+    big, small = _monitored_swarm(state_url, n, pool), _monitored_swarm(state_url, n // 2, pool)
     extra = n - n // 2
     out: dict[str, Any] = {f"{k}_per_member": v / n for k, v in sorted(big.by_name.items())}
     out.update(

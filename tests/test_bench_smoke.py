@@ -17,7 +17,7 @@ import pytest
 from mageflow_celery.testing.plugin import redis_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
-POOLS = ("prefork", "solo", "threads")
+POOLS = ("prefork", "solo", "threads", "gevent")
 RATIOS = (
     "throughput.chord/group",
     "throughput.swarm30/group",
@@ -25,6 +25,8 @@ RATIOS = (
     "cpu.swarm30/group",
     "cpu.swarm2x/group",
     "commands_extra.swarm30-group",
+    "throughput.many_small/group",
+    "cpu.many_small/group",
     "throughput.swarm_10ms_k4/naive_10ms_k4",
     "handoff.median/roundtrip",
     "handoff.p95/roundtrip",
@@ -34,6 +36,7 @@ SCENARIOS = (
     "chord",
     "swarm30",
     "swarm2x",
+    "many_small",
     "group_10ms",
     "swarm_10ms_k4",
     "naive_10ms_k4",
@@ -75,5 +78,19 @@ def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path)
     assert set(results["scaling"]["by_n"]) == {"50", "100", "200"}
     assert {"script_us_per_member", "commands_per_member"} <= set(results["scaling"]["ratio"])
     assert {"build_serialize_create_s", "memory_ratio", "members_json_bytes"} <= set(results["bulk"])
-    assert {t["id"] for t in results["targets"]} == {"P1a", "P1b", "P1c", "P1d", "P2", "P3", "P4"}
+    assert results["reaper"]["due_acted"] is True and results["reaper"]["due_poll_acted"] is True
+    assert results["reaper"]["open"] == 2000 and results["reaper"]["finished"] == 2000
+    assert results["stream"]["n"] == 5000 and results["stream"]["rss_peak_mib"] > 0
+    assert results["flow"]["round_trips_pooled"] > 0
+    assert len(results["flow"]["fairness"]["shared_s"]) == 1 and results["flow"]["fairness"]["samples"] > 0
+    assert results["flow"]["rate"]["n"] == 10
+    assert {t["id"] for t in results["targets"]} == {"P1a", "P1b", "P1c", "P1d", "P2", "P3", "P4"} | {
+        "P5",
+        "P6",
+        "P7",
+        "P8",
+        "P9",
+        "F3",
+    }
     assert all(t["value"] is not None for t in results["targets"])
+    assert "Machine speed: plain group CPU" in done.stdout
