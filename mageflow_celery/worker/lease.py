@@ -38,6 +38,9 @@ FIRST_RENEW_S = 0.3
 RETRY_RENEW_S = 1.0
 #: Longest sleep of the thread when nothing is held.
 IDLE_WAIT_S = 5.0
+#: Seconds (at least; a longer lease keeps it longer) a let-go delivery's token is remembered, so the
+#: member's requeued message can take its lease over at once however late it comes back.
+RELEASED_KEEP_S = 30.0
 
 
 class _Held:
@@ -71,6 +74,9 @@ class LeaseKeeper:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._held: dict[str, _Held] = {}
+        #: (swarm id, index) -> (token, monotonic deadline) of deliveries this worker stopped holding (the
+        #: renewal tick forgets them in ``_held``), kept for ``RELEASED_KEEP_S`` or one lease if longer.
+        self._released: dict[tuple[str, int], tuple[str, float]] = {}
         self._lease_s: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -100,17 +106,22 @@ class LeaseKeeper:
             for h in self._held.values():
                 if h.swarm_id == swarm_id and h.index == index and not h.still_held():
                     return h.token
-        return ""
+            token, deadline = self._released.get((swarm_id, index), ("", 0.0))
+        return token if deadline > time.monotonic() else ""
 
     def held(self) -> dict[str, list[tuple[int, str]]]:
         """``(index, token)`` of the deliveries still held, by swarm; finished ones are forgotten."""
         out: dict[str, list[tuple[int, str]]] = {}
+        now = time.monotonic()
         with self._lock:
+            self._released = {k: v for k, v in self._released.items() if v[1] > now}
             for token, h in list(self._held.items()):
                 if h.still_held():
                     out.setdefault(h.swarm_id, []).append((h.index, token))
                 else:
                     del self._held[token]
+                    keep_s = max(self._lease_s.get(h.swarm_id, 0.0), RELEASED_KEEP_S)
+                    self._released[(h.swarm_id, h.index)] = (token, now + keep_s)
             for swarm_id in set(self._lease_s) - set(out):
                 del self._lease_s[swarm_id]
         return out
