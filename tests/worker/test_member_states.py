@@ -108,7 +108,8 @@ def test_progress_follows_members_through_their_states(
         "dispatched": 0, "running": 2, "succeeded": 0, "failed": 0, "cancelled": 0,
     }  # fmt: skip
     first, second = wait_for(lambda: _started(mageflow_redis)[:2] if len(_started(mageflow_redis)) >= 2 else None)
-    assert first == "d", "the member queued before the start is first in the queue"
+    # (the two admitted members run side by side, so which one starts first is the pool's choice)
+    assert {first, second} == {"d", "a"}, "the member queued before the start is admitted first"
 
     # When one member succeeds, then the next queued member takes its token
     gates(first, "ok")
