@@ -10,8 +10,13 @@ Layer: ``state`` (see ``docs/architecture.md``).
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
-from importlib.abc import Traversable
+
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # moved in 3.11; importlib.abc's name warns from 3.13 on and goes in 3.14
+    from importlib.abc import Traversable
 
 
 def _load(folder: Traversable, prefix: str) -> dict[str, str]:
