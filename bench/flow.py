@@ -110,10 +110,15 @@ def rate_lateness(n: int, per_s: int) -> dict[str, Any]:
     stamps = s.apply_async().get(timeout=RUN_TIMEOUT_S, interval=SWARM_POLL_S)
     starts = sorted(start for start, _ in stamps)
     late = [1000 * (t - (starts[0] + i / per_s)) for i, t in enumerate(starts)]
+    # the bucket's next slot is one interval after the previous admission: a member's wake-up delay is how
+    # much longer than one interval it started after the previous one (the drift above adds these up)
+    delay = [1000 * (b - a - 1 / per_s) for a, b in zip(starts, starts[1:], strict=False)]
     return {
         "n": n,
         "per_s": per_s,
         "achieved_per_s": (n - 1) / (starts[-1] - starts[0]) if n > 1 else float("nan"),
         "late_ms_median": statistics.median(late),
         "late_ms_max": max(late),
+        "slot_delay_ms_median": statistics.median(delay) if delay else float("nan"),
+        "slot_delay_ms_max": max(delay) if delay else float("nan"),
     }
