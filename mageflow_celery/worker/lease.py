@@ -74,6 +74,9 @@ class LeaseKeeper:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._held: dict[str, _Held] = {}
+        #: (swarm id, index) -> tokens of that member's deliveries in ``_held``: the start gate looks a member
+        #: up on every delivery, and ``_held`` keeps every delivery since the last renewal tick.
+        self._tokens: dict[tuple[str, int], list[str]] = {}
         #: (swarm id, index) -> (token, monotonic deadline) of deliveries this worker stopped holding (the
         #: renewal tick forgets them in ``_held``), kept for ``RELEASED_KEEP_S`` or one lease if longer.
         self._released: dict[tuple[str, int], tuple[str, float]] = {}
@@ -91,6 +94,7 @@ class LeaseKeeper:
         """Hold a member delivery the start gate let through with ``token`` (called from ``task_received``)."""
         with self._lock:
             self._held[token] = _Held(swarm_id, index, token, request)
+            self._tokens.setdefault((swarm_id, index), []).append(token)
             unknown = swarm_id not in self._lease_s
             if unknown:
                 self._lease_s[swarm_id] = 3 * FIRST_RENEW_S
@@ -103,9 +107,9 @@ class LeaseKeeper:
         """The lease token of a delivery of this member this worker held and no longer holds (its pool
         process died and Celery requeued the message): the member's next delivery may take over at once."""
         with self._lock:
-            for h in self._held.values():
-                if h.swarm_id == swarm_id and h.index == index and not h.still_held():
-                    return h.token
+            for token in self._tokens.get((swarm_id, index), ()):
+                if not self._held[token].still_held():
+                    return token
             token, deadline = self._released.get((swarm_id, index), ("", 0.0))
         return token if deadline > time.monotonic() else ""
 
@@ -119,7 +123,7 @@ class LeaseKeeper:
                 if h.still_held():
                     out.setdefault(h.swarm_id, []).append((h.index, token))
                 else:
-                    del self._held[token]
+                    self._forget(token)
                     keep_s = max(self._lease_s.get(h.swarm_id, 0.0), RELEASED_KEEP_S)
                     self._released[(h.swarm_id, h.index)] = (token, now + keep_s)
             for swarm_id in set(self._lease_s) - set(out):
@@ -142,8 +146,20 @@ class LeaseKeeper:
                 renewed += len(held[swarm_id]) - len(gone)
                 for index, token in held[swarm_id]:
                     if index in gone:
-                        self._held.pop(token, None)
+                        self._forget(token)
         return renewed
+
+    def _forget(self, token: str) -> None:
+        """Stop tracking the delivery holding ``token`` (the caller holds the lock)."""
+        h = self._held.pop(token, None)
+        if h is None:
+            return
+        key = (h.swarm_id, h.index)
+        tokens = self._tokens.get(key, [])
+        if token in tokens:
+            tokens.remove(token)
+        if not tokens:
+            self._tokens.pop(key, None)
 
     def stop(self) -> None:
         """Stop the thread (it starts again with the next received member)."""

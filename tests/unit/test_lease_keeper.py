@@ -63,3 +63,21 @@ def test_a_delivery_still_held_gives_no_token_away(keeper: LeaseKeeper) -> None:
     # Then a copy of that member received now cannot take the lease over
     assert keeper.released_token("s", 1) == ""
     assert running.acknowledged is False
+
+
+def test_the_let_go_copy_of_a_member_is_found_among_its_deliveries(keeper: LeaseKeeper) -> None:
+    # Given two deliveries of member 2 (the first let go, a second one running) among many other members
+    for i in range(100):
+        keeper.track("s", 100 + i, f"tok-{100 + i}", _Running(f"s~{100 + i}~a"))
+    running = _Running("s~2~b")
+    keeper.track("s", 2, "tok-2a", _Request("s~2~a"))
+    keeper.track("s", 2, "tok-2b", running)
+    # Then the gate learns the let-go delivery's token, before and after the tick forgets it
+    assert keeper.released_token("s", 2) == "tok-2a"
+    held = keeper.held()
+    assert (2, "tok-2b") in held["s"] and (2, "tok-2a") not in held["s"]
+    assert keeper.released_token("s", 2) == "tok-2a"
+    # And once the running one is let go too and forgotten, its token is the one remembered
+    running.acknowledged = True
+    keeper.held()
+    assert keeper.released_token("s", 2) == "tok-2b"
