@@ -211,10 +211,13 @@ def machine_line(results: dict[str, Any]) -> str:
     """How fast this machine is, to compare runs: plain Celery's CPU per no-op task (group, prefork)."""
     meta = results["meta"]
     group = results["pools"].get("prefork", {}).get("summary", {}).get("group", {})
+    speed = meta.get("speed", {})
     return (
         f"Machine speed: plain group CPU {_fmt(group.get('cpu_us_per_member'), 0)} us/member on prefork "
         f"(docs' reference run 1745; a 4x slower machine 6770); {meta['nproc']} cores, {meta['cpu']}, "
-        f"load {meta['loadavg'][0]:.2f} at the start"
+        f"load {meta['loadavg'][0]:.2f} at the start\n"
+        f"  Python loop {_fmt(speed.get('python_ns_per_op'), 0)} ns/op; Redis PING round trip "
+        f"{_fmt(speed.get('roundtrip_cpu_us'), 1)} us client CPU, {_fmt(speed.get('roundtrip_wall_us'), 1)} us wall"
     )
 
 

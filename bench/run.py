@@ -21,7 +21,7 @@ from typing import Any
 
 from mageflow_celery.testing import RedisServer
 
-from . import flow, scale, scenarios, suite
+from . import flow, scale, scenarios, speed, suite
 from .meter import Meter, RedisProbe
 from .procs import REPO, Worker
 from .report import table, targets
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from bench import app as bench_app
 
         probes = [RedisProbe("broker", broker_server.url), RedisProbe("state", state_server.url)]
+        results["meta"]["speed"] = speed.measure(probes[0].client)
         if "scaling" not in skip:
             print("scaling: scripts driven directly, bulk creation", file=sys.stderr, flush=True)
             results.update(run_scaling(size, probes[1], probes[0]))

@@ -94,3 +94,6 @@ def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path)
     }
     assert all(t["value"] is not None for t in results["targets"])
     assert "Machine speed: plain group CPU" in done.stdout
+    speed = results["meta"]["speed"]
+    assert speed["python_ns_per_op"] > 0 and speed["roundtrip_cpu_us"] > 0 and speed["roundtrip_wall_us"] > 0
+    assert "Redis PING round trip" in done.stdout
