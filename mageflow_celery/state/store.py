@@ -43,6 +43,10 @@ from .records import (
 )
 from .scripts import SOURCES
 
+#: Where a walk over the index of unfinished swarms stands: the score of the last entry read and how many
+#: entries of that score were read (:meth:`SwarmStore.unfinished_page`).
+IndexCursor = tuple[float, int]
+
 
 class SwarmStore:
     """Typed access to the swarm state of one Redis (standalone or Cluster) under one key prefix."""
@@ -293,6 +297,31 @@ class SwarmStore:
         key = finished_index_key(self.prefix) if finished else index_key(self.prefix)
         stop = -1 if limit is None else offset + limit - 1
         ids = [text(x) for x in self._read("index", self.client.zrevrange, key, offset, stop)]
+        return self._live(key, ids, fields)
+
+    def unfinished_page(
+        self, fields: Sequence[str], cursor: IndexCursor | None, limit: int
+    ) -> tuple[list[tuple[str, dict[str, bytes]]], IndexCursor | None]:
+        """A page of the unfinished swarms, oldest first, after ``cursor`` (``None``: from the start), and the
+        cursor of the next page (``None`` after the last one).
+
+        The cursor is a position in the index's order (score, and how many entries of that score were read),
+        not an offset: swarms that leave or join the index meanwhile do not make a walk skip the ones it has
+        not read yet. Entries whose swarm expired are removed, as :meth:`indexed` does.
+        """
+        key = index_key(self.prefix)
+        low, seen = cursor if cursor is not None else (float("-inf"), 0)
+        raw = self._read("index", self.client.zrangebyscore, key, low, "+inf", start=seen, num=limit, withscores=True)
+        rows = self._live(key, [text(member) for member, _ in raw], fields)
+        if len(raw) < limit:
+            return rows, None
+        last = float(raw[-1][1])
+        live = {swarm_id for swarm_id, _ in rows}
+        ties = sum(1 for member, score in raw if float(score) == last and text(member) in live)
+        return rows, (last, ties + (seen if cursor is not None and low == last else 0))
+
+    def _live(self, key: str, ids: list[str], fields: Sequence[str]) -> list[tuple[str, dict[str, bytes]]]:
+        """``(id, meta fields)`` of the swarms among ``ids`` that still exist; the others leave index ``key``."""
         rows = self.metas(ids, list(dict.fromkeys(["state", *fields]))) if ids else []
         stale = [swarm_id for swarm_id, row in zip(ids, rows, strict=True) if "state" not in row]
         if stale:

@@ -30,6 +30,7 @@ from ..engine.flow import POOL_GRACE_S
 from ..engine.pools import configure_pool, configured_pools
 from ..engine.runtime import Runtime, installed_runtime, runtime_for
 from ..keys import pool_due_member
+from ..state.store import IndexCursor
 from .checks import warn_tasks_ignoring_results
 from .parts import existing_leases
 from .reconcile import ReapReport, Reconciler, reconcile_pools, restate_demand, wake_pool_at
@@ -69,7 +70,7 @@ class Reaper:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.reconciler = Reconciler(runtime)
-        self._cursor = 0
+        self._cursor: IndexCursor | None = None
 
     def tick(self) -> ReapReport:
         """Handle every due swarm (in batches), then record what was done in the stats."""
@@ -104,15 +105,14 @@ class Reaper:
         waiting = reconcile_pools(self.rt, POOL_GRACE_S, report)
         found = 0
         while True:
-            rows = store.indexed(_SWEEP_FIELDS, offset=self._cursor, limit=SWEEP_PAGE)
-            self._cursor = 0 if len(rows) < SWEEP_PAGE else self._cursor + SWEEP_PAGE
+            rows, self._cursor = store.unfinished_page(_SWEEP_FIELDS, self._cursor, SWEEP_PAGE)
             busy = [sid for sid, row in rows if _held(row) or row.get("fin") == b"claimed"]
             for swarm_id in busy if now else store.unscheduled(busy):
                 store.schedule_soon(swarm_id, 0.0 if now else 1.0)
                 found += 1
             for swarm_id in _stalled_on_pool(rows, waiting):  # its demand never reached its pool
                 restate_demand(self.rt, swarm_id, report)
-            if not full or self._cursor == 0:
+            if not full or self._cursor is None:
                 if report:
                     self._record(report)
                 return found

@@ -17,15 +17,16 @@ from mageflow_celery.worker.reaper import Reaper
 pytestmark = [pytest.mark.redis]
 
 
-def idle_swarms(app: Celery, n: int) -> None:
-    """``n`` started, open swarms holding no token (as an app that starts a swarm per user would have)."""
+def idle_swarms(app: Celery, n: int, first: int = 0) -> None:
+    """Started, open swarms ``idle-<first>`` .. ``idle-<n - 1>`` holding no token (as an app that starts a swarm
+    per user would have), indexed in that order."""
     store = runtime_for(app).store
     codec = runtime_for(app).task_codec
     template = swarm(config=SwarmConfig(), app=app)
     meta = template._meta(runtime_for(app))
     ctx = codec.dumps({"args": [], "kwargs": {}, "options": {}, "root_id": "x"})
     definition = codec.dumps({"success": [], "error": [], "canvas": {}, "root_id": "x"})
-    for start in range(0, n, 1000):
+    for start in range(first, n, 1000):
         pipe = store.client.pipeline(transaction=False)
         for i in range(start, min(n, start + 1000)):
             sid = f"idle-{i}"
@@ -70,3 +71,33 @@ def test_a_swarm_whose_due_entry_was_lost_is_found_by_the_sweep(faults: Faults) 
     assert reaper.sweep() == 1
     report = wait_for(lambda: reaper.tick() or None, timeout_s=15, interval_s=0.2, message="the lost member")
     assert report.requeued == 1
+
+
+def test_the_sweep_reads_every_swarm_once_per_cycle_while_others_leave_and_join_the_index(faults: Faults) -> None:
+    # Given 600 swarms holding a token whose due entries were lost (3 sweep pages of 200)
+    app = faults.app()
+    idle_swarms(app, 600)
+    store = runtime_for(app).store
+    pipe = store.client.pipeline(transaction=False)
+    for i in range(600):
+        pipe.hset(store.keys(f"idle-{i}").meta, "running", 1)
+    pipe.execute()
+    reaper = Reaper(runtime_for(app))
+    due = due_key(store.prefix)
+
+    # When the first page is swept, then 100 of the swarms it found finish (they leave the index) and 50 new
+    # swarms join it, before the next pages
+    assert reaper.sweep() == 200
+    found_first = [m.decode() for m in store.client.zrange(due, 0, -1)]
+    finished = found_first[:100]
+    store.client.zrem(f"{store.prefix}:swarms", *finished)
+    store.client.zrem(due, *finished)
+    idle_swarms(app, 650, first=600)
+
+    # Then the two pages left of the cycle index every swarm that was there all along: none is skipped
+    # because entries before its position moved
+    reaper.sweep()
+    reaper.sweep()
+    stayed = {f"idle-{i}" for i in range(600)} - set(finished)
+    missing = [sid for sid in stayed if store.client.zscore(due, sid) is None]
+    assert missing == []
