@@ -7,11 +7,11 @@ what holds members back. Each function returns what it measured; :mod:`bench.run
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from typing import Any
 
 from mageflow_celery import SwarmConfig, get_pool, set_pool_limit, swarm
+from mageflow_celery.testing import PeakSampler
 
 from .scenarios import RUN_TIMEOUT_S, SWARM_POLL_S, _tasks
 
@@ -19,30 +19,6 @@ from .scenarios import RUN_TIMEOUT_S, SWARM_POLL_S, _tasks
 POOL, POOL_LIMIT = "bench-fair", 4
 #: How often the sampler reads the pool's tokens in use, seconds.
 SAMPLE_S = 0.005
-
-
-class UsageSampler:
-    """Reads ``get_pool(...).in_use`` in a thread while the block runs; keeps the peak."""
-
-    def __init__(self, app: Any, pool: str) -> None:
-        self.app, self.pool = app, pool
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-pool-sampler", daemon=True)
-
-    def __enter__(self) -> UsageSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_S):
-            self.peak = max(self.peak, get_pool(self.app, self.pool).in_use)
-            self.samples += 1
 
 
 def _pooled_swarm(n: int, limit: int, ms: float = 10.0, weight: int = 1) -> Any:
@@ -69,7 +45,7 @@ def fairness(n_small: int, n_big: int, reps: int) -> dict[str, Any]:
     app = _tasks().app
     set_pool_limit(app, POOL, POOL_LIMIT)
     alone, shared = [], []
-    with UsageSampler(app, POOL) as sampler:
+    with PeakSampler(lambda: get_pool(app, POOL).in_use, SAMPLE_S) as sampler:
         for _ in range(reps):
             alone.append(_time_small(n_small))
             big = _pooled_swarm(n_big, n_big).apply_async()

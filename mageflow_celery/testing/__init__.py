@@ -7,6 +7,7 @@ the package is installed (``pytest11`` entry point ``mageflow``).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "settle_swarm",
     # checking
     "max_overlap",
+    "PeakSampler",
     "process_client",
     "redis_snapshot",
     # throwaway Redis
@@ -161,6 +163,40 @@ def max_overlap(intervals: Iterable[tuple[Any, float, float]]) -> int:
         open_now += delta
         peak = max(peak, open_now)
     return peak
+
+
+class PeakSampler:
+    """Calls ``read`` every ``interval_s`` in a thread while the ``with`` block runs and keeps the highest value.
+
+    A sampled peak can miss a short excess between two reads: assert an upper bound with it together with
+    a lower one (the limit was reached), or use :func:`max_overlap` on recorded intervals for exactness.
+
+    Example:
+        >>> with PeakSampler(lambda: get_pool(app, "api").in_use) as usage:  # doctest: +SKIP
+        ...     result = my_swarm.apply_async().get()
+        >>> assert usage.samples > 0 and usage.peak <= 4  # doctest: +SKIP
+    """
+
+    def __init__(self, read: Callable[[], int], interval_s: float = 0.005) -> None:
+        self.peak = 0
+        #: Reads made so far.
+        self.samples = 0
+        self._read, self._interval_s = read, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mageflow-peak-sampler", daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.peak = max(self.peak, self._read())
+            self.samples += 1
 
 
 def redis_snapshot(client: redis.Redis, match: str = "mageflow:*") -> dict[bytes, Any]:

@@ -19,7 +19,7 @@ from faults_app import build, probe_key
 from mageflow_celery import SwarmResult
 from mageflow_celery.engine.runtime import runtime_for
 from mageflow_celery.engine.summary import counts
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import PeakSampler, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -209,31 +209,11 @@ def assert_counted_once(app: Celery, swarm_id: str, total: int, succeeded: set[i
         assert SwarmResult(swarm_id, app=app).get(timeout=5) == sorted(succeeded)
 
 
-class TokenSampler:
+class TokenSampler(PeakSampler):
     """Samples the number of tokens a swarm holds (its tokens zset, minus the sentinel) in a thread."""
 
     def __init__(self, r: redis.Redis, tokens_key: str, interval_s: float = 0.005) -> None:
-        import threading
-
-        self.peak = 0
-        self.samples = 0
-        self._r, self._key, self._interval_s = r, tokens_key, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TokenSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            held = max(0, int(self._r.zcard(self._key)) - 1)
-            self.peak = max(self.peak, held)
-            self.samples += 1
+        super().__init__(lambda: max(0, int(r.zcard(tokens_key)) - 1), interval_s)
 
 
 def finish(faults: Faults, app: Celery, swarm_id: str, timeout_s: float = 60.0) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from mageflow_celery.testing import RedisServer, find_free_port, wait_for
+from mageflow_celery.testing import PeakSampler, RedisServer, find_free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,6 +118,16 @@ def test_wait_for_raises_timeout_error_naming_what_it_waited_for() -> None:
 
 
 @pytest.mark.redis
+def test_peak_sampler_keeps_the_highest_value_read_while_the_block_ran() -> None:
+    values = iter([1, 3, 2] + [0] * 100_000)
+    with PeakSampler(lambda: next(values), interval_s=0.001) as sampler:
+        wait_for(lambda: sampler.samples >= 4, timeout_s=10, message="four samples")
+    taken = sampler.samples
+    assert sampler.peak == 3
+    # And it stops reading once the block is left
+    assert sampler.samples == taken
+
+
 @pytest.mark.mageflow(result_expires=5, task_acks_late=True)
 def test_mageflow_marker_overrides_celery_settings(mageflow_celery_config: dict[str, Any]) -> None:
     # Given a test marked with overrides, then they are merged into the defaults
