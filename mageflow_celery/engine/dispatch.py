@@ -38,9 +38,12 @@ def run_context(rt: Runtime, swarm_id: str, tr: Transition) -> Any:
     return ctx
 
 
-def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) -> None:
+def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False, producer: Any = None) -> None:
     """Publish what ``tr`` admitted, revoke what it asks, finalize when it won the decision, and settle its
     flow (pool grants, rates), following the transitions of every swarm that got grants in turn.
+
+    ``producer``: a producer the caller holds across calls (the reporter does); by default one is taken
+    from the app's producer pool for each publish.
 
     Raises:
         The broker's error (after Celery's publish retry policy) when admitted members could not be
@@ -50,7 +53,7 @@ def follow(rt: Runtime, swarm_id: str, tr: Transition, terminate: bool = False) 
     todo = [(swarm_id, tr)]
     while todo:
         sid, current = todo.pop(0)
-        published = publish_members(rt, sid, current) if current.admitted else Published()
+        published = publish_members(rt, sid, current, producer) if current.admitted else Published()
         broker_error = broker_error or published.error
         if published.unsent:
             with_retries(f"swarm {sid}: flag unpublished", rt.store.unpublished, sid, published.unsent)
@@ -93,14 +96,14 @@ class Published:
     error: BaseException | None = None
 
 
-def publish_members(rt: Runtime, swarm_id: str, tr: Transition) -> Published:
+def publish_members(rt: Runtime, swarm_id: str, tr: Transition, producer: Any = None) -> Published:
     """Publish admitted members in one producer session (plain members in one batch where the transport
-    supports it)."""
+    supports it), with ``producer`` or one from the app's pool."""
     app = rt.app
     ctx = run_context(rt, swarm_id, tr)
     codec = rt.task_codec
     out = Published()
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire(producer) as producer:
         reuse_redis_client(producer)
         transient = (OperationalError, AttributeError, OSError, *producer.connection.connection_errors)
         plain: list[tuple[int, Any]] = []

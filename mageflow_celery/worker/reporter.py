@@ -40,6 +40,10 @@ class Reporter:
         self._cond = threading.Condition()
         self._pid = -1
         self._thread: threading.Thread | None = None
+        #: The producer the thread publishes admitted members with, on a broker connection of its own held
+        #: across batches (taking one from the app's pool per batch re-binds a connection and a channel each
+        #: time; holding a pool's one could starve the app's other publishers); closed after an error.
+        self._producer: Any = None
 
     def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
         """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
@@ -60,14 +64,16 @@ class Reporter:
         self._cond = threading.Condition()
         self._pid = os.getpid()
         self._thread = None
+        self._producer = None  # the parent's: its connection is not ours to use or release
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
             with self._cond:
                 if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                    if self._pid != os.getpid():  # forked: the parent's queue and thread are not ours
+                    if self._pid != os.getpid():  # forked: the parent's queue, thread, producer are not ours
                         self._queue = queue.SimpleQueue()
                         self._pending = 0
+                        self._producer = None
                     self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._loop, name="mageflow-reporter", daemon=True)
                     self._thread.start()
@@ -113,4 +119,18 @@ class Reporter:
         if logger.isEnabledFor(logging.DEBUG):
             for index, kind, _ in encoded:
                 logger.debug("swarm %s: member %d reported %s", swarm_id, index, _OUTCOMES.get(kind, kind))
-        follow(rt, swarm_id, tr)
+        if self._producer is None:
+            self._producer = rt.app.amqp.Producer(rt.app.connection_for_write(), auto_declare=False)
+        try:
+            follow(rt, swarm_id, tr, producer=self._producer)
+        except Exception:
+            self._drop_producer()
+            raise
+
+    def _drop_producer(self) -> None:
+        """Close the held producer's connection (after an error: the next batch opens a fresh one)."""
+        producer, self._producer = self._producer, None
+        try:
+            producer.connection.close()
+        except Exception:
+            logger.debug("closing the reporter's broker connection failed", exc_info=True)
