@@ -97,3 +97,21 @@ def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path)
     speed = results["meta"]["speed"]
     assert speed["python_ns_per_op"] > 0 and speed["roundtrip_cpu_us"] > 0 and speed["roundtrip_wall_us"] > 0
     assert "Redis PING round trip" in done.stdout
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(300)
+def test_the_per_call_benchmark_prints_every_part() -> None:
+    # Given redis-server on PATH
+    if shutil.which("redis-server") is None:
+        redis_unavailable("redis-server is not on PATH")
+
+    # When `python -m bench.parts` runs a few calls of each kind
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.parts", "--n", "20"], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+
+    # Then it succeeds and prints a line for each part (no timing is checked)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for part in ("receive (the start gate)", "report (one outcome)", "held producer", "plain Celery", "EVALSHA"):
+        assert part in done.stdout
