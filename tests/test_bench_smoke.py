@@ -115,3 +115,26 @@ def test_the_per_call_benchmark_prints_every_part() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     for part in ("receive (the start gate)", "report (one outcome)", "held producer", "plain Celery", "EVALSHA"):
         assert part in done.stdout
+
+
+@pytest.mark.redis
+@pytest.mark.worker
+@pytest.mark.timeout(300)
+def test_the_paired_ab_benchmark_alternates_both_variants() -> None:
+    # Given redis-server on PATH
+    if shutil.which("redis-server") is None:
+        redis_unavailable("redis-server is not on PATH")
+
+    # When `python -m bench.ab` compares two worker environments, one start each
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "--pool", "solo", "--n", "30", "--reps", "1", "--b", "BENCH_AB_SMOKE=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+    # Then it succeeds and prints one median line per variant (no timing is checked)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "A (as is): median throughput ratio" in done.stdout
+    assert "B {'BENCH_AB_SMOKE': '1'}: median throughput ratio" in done.stdout
