@@ -99,20 +99,24 @@ def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path)
     assert "Redis PING round trip" in done.stdout
 
 
+def bench_tool(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bench.<module> ARGS`` (it starts its own Redis servers); it must succeed."""
+    if shutil.which("redis-server") is None:
+        redis_unavailable("redis-server is not on PATH")
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.redis
 @pytest.mark.timeout(300)
 def test_the_per_call_benchmark_prints_every_part() -> None:
-    # Given redis-server on PATH
-    if shutil.which("redis-server") is None:
-        redis_unavailable("redis-server is not on PATH")
-
     # When `python -m bench.parts` runs a few calls of each kind
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.parts", "--n", "20"], cwd=REPO, capture_output=True, text=True, timeout=240
-    )
+    done = bench_tool("parts", "--n", "20")
 
-    # Then it succeeds and prints a line for each part (no timing is checked)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Then it prints a line for each part (no timing is checked)
     for part in ("receive (the start gate)", "report (one outcome)", "held producer", "plain Celery", "EVALSHA"):
         assert part in done.stdout
 
@@ -121,20 +125,9 @@ def test_the_per_call_benchmark_prints_every_part() -> None:
 @pytest.mark.worker
 @pytest.mark.timeout(300)
 def test_the_paired_ab_benchmark_alternates_both_variants() -> None:
-    # Given redis-server on PATH
-    if shutil.which("redis-server") is None:
-        redis_unavailable("redis-server is not on PATH")
-
     # When `python -m bench.ab` compares two worker environments, one start each
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ab", "--pool", "solo", "--n", "30", "--reps", "1", "--b", "BENCH_AB_SMOKE=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    done = bench_tool("ab", "--pool", "solo", "--n", "30", "--reps", "1", "--b", "BENCH_AB_SMOKE=1")
 
-    # Then it succeeds and prints one median line per variant (no timing is checked)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # Then it prints one median line per variant (no timing is checked)
     assert "A (as is): median throughput ratio" in done.stdout
     assert "B {'BENCH_AB_SMOKE': '1'}: median throughput ratio" in done.stdout
