@@ -318,7 +318,7 @@ class SwarmStore:
         last = float(raw[-1][1])
         live = {swarm_id for swarm_id, _ in rows}
         ties = sum(1 for member, score in raw if float(score) == last and text(member) in live)
-        return rows, (last, ties + (seen if cursor is not None and low == last else 0))
+        return rows, (last, ties + (seen if low == last else 0))
 
     def _live(self, key: str, ids: list[str], fields: Sequence[str]) -> list[tuple[str, dict[str, bytes]]]:
         """``(id, meta fields)`` of the swarms among ``ids`` that still exist; the others leave index ``key``."""
