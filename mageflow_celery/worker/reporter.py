@@ -59,21 +59,24 @@ class Reporter:
 
     def after_fork(self) -> None:
         """In a forked child: the parent's queue, lock and thread are not ours (its lock may have been held)."""
+        self._cond = threading.Condition()
+        self._thread = None
+        self._leave_parents()
+
+    def _leave_parents(self) -> None:
+        """Forget what belongs to the parent process: its queued outcomes and its producer (whose connection is
+        not ours to use or release)."""
         self._queue = queue.SimpleQueue()
         self._pending = 0
-        self._cond = threading.Condition()
+        self._producer = None
         self._pid = os.getpid()
-        self._thread = None
-        self._producer = None  # the parent's: its connection is not ours to use or release
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
             with self._cond:
                 if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
-                    if self._pid != os.getpid():  # forked: the parent's queue, thread, producer are not ours
-                        self._queue = queue.SimpleQueue()
-                        self._pending = 0
-                        self._producer = None
+                    if self._pid != os.getpid():  # forked without after_fork
+                        self._leave_parents()
                     self._pid = os.getpid()
                     self._thread = threading.Thread(target=self._loop, name="mageflow-reporter", daemon=True)
                     self._thread.start()
