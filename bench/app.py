@@ -37,6 +37,8 @@ app.conf.update(
     result_expires=3600,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    # For paired A/Bs (bench.ab): BENCH_REPORTING_PROCESS=0 keeps the reporter thread on every pool.
+    mageflow_reporting_process={"0": False, "1": True}.get(os.environ.get("BENCH_REPORTING_PROCESS", ""), "auto"),
 )
 install(app, redis_url=_url(STATE_ENV))
 

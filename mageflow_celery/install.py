@@ -18,7 +18,7 @@ from .client.starter import register_starter
 from .engine import events
 from .engine.runtime import create_runtime
 from .engine.tasks import register_result_task
-from .worker import eventing, gate, hooks, reaper
+from .worker import eventing, gate, hooks, offload, reaper
 
 logger = logging.getLogger("mageflow_celery")
 _wired: weakref.WeakSet[Celery] = weakref.WeakSet()
@@ -61,6 +61,7 @@ def install(
     register_result_task(app)
     gate.add_to(app)
     reaper.add_to(app)
+    offload.add_to(app)
     eventing.add_to(app)
     _warn_without_results(app)
     logger.debug("mageflow_celery installed on %r (%s)", app.main, runtime.settings)

@@ -35,6 +35,8 @@ def connect() -> None:
     signals.task_revoked.connect(on_revoked, weak=False, dispatch_uid="mageflow_celery.revoked")
     signals.worker_process_shutdown.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.pshutdown")
     signals.worker_shutting_down.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.shutdown")
+    # Again once the pool stopped: outcomes of the last tasks (the reporting process stops with the pool).
+    signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.stopped")
     endings.connect()
     _connected = True
 

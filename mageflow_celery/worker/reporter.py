@@ -1,9 +1,10 @@
 """The background reporter: records members' outcomes off the pool slot's critical path.
 
 Worker hooks hand each outcome to :meth:`Reporter.submit` and return at once; one thread per process
-batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted.
-Redis errors are retried with backoff and logged; what still fails is left to the reaper, which
-reconciles from the result backend (R4).
+batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted. On a
+worker whose tasks run in its main process, a reporting process of its own runs those batches instead
+(:mod:`.reporting`, started by :mod:`.offload`). Redis errors are retried with backoff and logged; what
+still fails is left to the reaper, which reconciles from the result backend (R4).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -22,6 +23,7 @@ from ..engine.retry import with_retries
 from ..engine.runtime import Runtime
 from ..engine.summary import error_record
 from ..errors import MageflowError
+from .reporting import Outcome, ReportingProcess
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -35,7 +37,7 @@ class Reporter:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[str, int, str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._pending = 0
         self._cond = threading.Condition()
         self._pid = -1
@@ -44,23 +46,59 @@ class Reporter:
         #: across batches (taking one from the app's pool per batch re-binds a connection and a channel each
         #: time; holding a pool's one could starve the app's other publishers); closed after an error.
         self._producer: Any = None
+        #: The reporting process that runs the batches instead of the thread, when the worker started one.
+        self._process: ReportingProcess | None = None
 
     def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
         """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
+        outcome = self._encoded(swarm_id, index, kind, value)
+        process = self._process
+        if process is not None and process.owner == os.getpid():
+            if process.send(outcome):
+                return
+            self._process = None
+            logger.warning("mageflow_celery: the reporting process is gone; reporting from a thread from now on")
         self._ensure_thread()
         with self._cond:
             self._pending += 1
-        self._queue.put((swarm_id, index, kind, value))
+        self._queue.put(outcome)
+
+    def _encoded(self, swarm_id: str, index: int, kind: str, value: Any) -> Outcome:
+        """The outcome as the ``report`` script takes it: a result the app's serializer cannot encode fails
+        the member."""
+        if kind == "s":
+            try:
+                value = self.runtime.result_codec.dumps(value, "member result")
+            except MageflowError as exc:
+                kind, value = "f", error_record(swarm_id, index, None, exc)
+        return swarm_id, index, kind, value
+
+    def offload(self) -> None:
+        """Report from a forked process of its own from now on (a worker whose tasks run in this process)."""
+        with self._cond:
+            if self._process is None or not self._process.alive():
+                self._process = ReportingProcess(self._handle, BATCH_MAX)
+
+    def close_offload(self) -> None:
+        """Stop the reporting process once it reported what it holds (outcomes go to the thread after)."""
+        process, self._process = self._process, None
+        if process is not None and process.owner == os.getpid():
+            process.stop()
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every submitted outcome was reported; ``False`` on timeout."""
+        process = self._process
+        if process is not None and process.owner == os.getpid() and not process.drained(timeout_s):
+            return False
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's queue, lock and thread are not ours (its lock may have been held)."""
+        """In a forked child: the parent's queue, lock, thread and reporting process are not ours (its lock
+        may have been held)."""
         self._cond = threading.Condition()
         self._thread = None
+        self._process = None
         self._leave_parents()
 
     def _leave_parents(self) -> None:
@@ -89,31 +127,26 @@ class Reporter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            by_swarm: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
-            for swarm_id, index, kind, value in batch:
-                by_swarm[swarm_id].append((index, kind, value))
-            for swarm_id, outcomes in by_swarm.items():
-                try:
-                    self._report(swarm_id, outcomes)
-                except Exception:
-                    logger.exception(
-                        "swarm %s: reporting %d outcome(s) failed; the reaper reconciles", swarm_id, len(outcomes)
-                    )
+            self._handle(batch)
             with self._cond:
                 self._pending -= len(batch)
                 self._cond.notify_all()
 
-    def _report(self, swarm_id: str, outcomes: list[tuple[int, str, Any]]) -> None:
+    def _handle(self, batch: list[Outcome]) -> None:
+        """Report a batch of outcomes: one ``report`` call per swarm, then follow what it admitted."""
+        by_swarm: dict[str, list[tuple[int, str, bytes]]] = defaultdict(list)
+        for swarm_id, index, kind, value in batch:
+            by_swarm[swarm_id].append((index, kind, value))
+        for swarm_id, outcomes in by_swarm.items():
+            try:
+                self._report(swarm_id, outcomes)
+            except Exception:
+                logger.exception(
+                    "swarm %s: reporting %d outcome(s) failed; the reaper reconciles", swarm_id, len(outcomes)
+                )
+
+    def _report(self, swarm_id: str, encoded: list[tuple[int, str, bytes]]) -> None:
         rt = self.runtime
-        codec = rt.result_codec
-        encoded = []
-        for index, kind, value in outcomes:
-            if kind == "s":
-                try:
-                    value = codec.dumps(value, "member result")
-                except MageflowError as exc:
-                    kind, value = "f", error_record(swarm_id, index, None, exc)
-            encoded.append((index, kind, value))
         want_ctx = rt.cached_ctx(swarm_id) is None
         tr = with_retries(f"swarm {swarm_id}: report", rt.store.report, swarm_id, encoded, want_ctx)
         if tr.status == "unknown":
