@@ -17,6 +17,7 @@ from celery import Celery, Task, signature
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from mageflow_celery import Swarm, SwarmConfig, SwarmNotFoundError, SwarmResult, swarm
+from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -79,8 +80,8 @@ def test_applying_a_running_swarm_again_does_not_restart_it(
     mageflow_worker(pool="solo", concurrency=1)
     s = swarm(tasks=[run.s("a")], app=mageflow_app)
     result = s.apply_async()
-    _settle(barrier)
-    assert result.progress().succeeded == 1
+    # (the member's outcome is reported after it ran, by the worker's reporting process)
+    wait_for(lambda: result.progress().succeeded == 1, message="member a's outcome")
 
     # When it is applied again while still running (open)
     with caplog.at_level(logging.WARNING, logger="mageflow_celery"):
