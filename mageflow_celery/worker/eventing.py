@@ -8,8 +8,9 @@ disabled dispatcher, which remote control does not enable). The dispatcher is re
 consumer reconnects, keeping its groups, so it is read afresh every time.
 
 Prefork pool processes have no consumer, and remote control reaches only the main process. So the
-main process mirrors the answer into one byte of shared memory, mapped before the pool forks (in the
-consumer step's constructor) and rewritten at the consumer's start and every :data:`SYNC_INTERVAL_S`
+main process mirrors the answer into one byte of shared memory, mapped before the pool and the reporting
+process fork (:func:`switch_for`, from the consumer step's constructor or, earlier, the reporting process's
+step) and rewritten at the consumer's start and every :data:`SYNC_INTERVAL_S`
 seconds on its timer; a pool process reads that byte. A change made by remote control reaches the
 pool processes within that interval.
 
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import mmap
 import os
+import weakref
 from typing import Any
 
 from celery import bootsteps
 
 from ..engine.events import set_task_events_probe
-from ..engine.runtime import installed_runtime
+from ..engine.runtime import Runtime, installed_runtime
 
 #: Seconds between two copies of the main process's answer into the shared byte (remote changes).
 SYNC_INTERVAL_S = 0.5
@@ -67,6 +69,22 @@ class EventsSwitch:
         return self._shared[0] == 1
 
 
+_switches: weakref.WeakKeyDictionary[Runtime, EventsSwitch] = weakref.WeakKeyDictionary()
+
+
+def switch_for(rt: Runtime, hostname: str | None = None) -> EventsSwitch:
+    """The switch of the app of ``rt`` in this worker, made and registered with the swarm events on first use.
+
+    Whatever is forked after this call (the pool processes, the reporting process) shares its byte, so the
+    reporting process forks only after making it (:mod:`.offload`).
+    """
+    switch = _switches.get(rt)
+    if switch is None:
+        switch = _switches[rt] = EventsSwitch()
+    set_task_events_probe(rt, switch, hostname=hostname)
+    return switch
+
+
 class EventsSwitchStep(bootsteps.StartStopStep):
     """Consumer bootstep: registers the app's :class:`EventsSwitch` with the engine's swarm events."""
 
@@ -76,11 +94,10 @@ class EventsSwitchStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         # Built with the consumer, before the pool forks, so pool processes share the byte.
-        self.switch = EventsSwitch()
-        self._timer: Any = None
         rt = installed_runtime(parent.app)
-        if rt is not None:
-            set_task_events_probe(rt, self.switch, hostname=getattr(parent, "hostname", None))
+        hostname = getattr(parent, "hostname", None)
+        self.switch = switch_for(rt, hostname) if rt is not None else EventsSwitch()
+        self._timer: Any = None
 
     def start(self, parent: Any) -> None:
         self.switch.bind(parent)

@@ -1,45 +1,66 @@
-"""When a worker reports from a process of its own (:mod:`.reporting`): the ``mageflow_reporting_process``
+"""When a worker reports through a reporting process (:mod:`.reporting`): the ``mageflow_reporting_process``
 setting, and the bootstep that starts that process with the worker and stops it at shutdown.
 
-Setting ``mageflow_reporting_process``: ``"auto"`` (default: a reporting process for the solo, threads
-and gevent pools, whose tasks run in the worker's main process), ``True`` (for any pool but prefork) or
-``False`` (always the reporter thread). A prefork worker's tasks run in its pool processes, which report
-from a thread each while the main process consumes.
+Setting ``mageflow_reporting_process``: ``"auto"`` (default: for the solo, threads and gevent pools, whose
+tasks run in the worker's main process, on platforms that fork safely: not Windows or macOS), ``True``
+(for any pool: prefork, eventlet and custom ones too) or ``False`` (each process that runs tasks reports
+from a thread of its own). On prefork, paired runs measured one reporting process for the whole worker
+slower than a reporter thread in each pool process (docs/performance.md), so ``"auto"`` keeps the threads
+there.
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from typing import Any
 
 from celery import bootsteps
 from celery.exceptions import ImproperlyConfigured
 
 from ..engine.runtime import installed_runtime
-from . import parts
+from . import eventing, parts
 
-#: Pools whose tasks run in the worker's main process, for which ``"auto"`` starts a reporting process.
-SINGLE_PROCESS_POOLS = frozenset({"celery.concurrency.solo", "celery.concurrency.thread", "celery.concurrency.gevent"})
+PREFORK = "celery.concurrency.prefork"
+#: Pools for which ``"auto"`` starts a reporting process (eventlet is left out: not tested forked).
+AUTO_POOLS = frozenset({"celery.concurrency.solo", "celery.concurrency.thread", "celery.concurrency.gevent"})
+
+
+def can_fork() -> bool:
+    """Whether this platform forks safely: not Windows (no fork), not macOS (forking a process whose system
+    libraries run threads can crash the child; Python spawns there by default)."""
+    return "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin"
 
 
 def wanted(worker: Any) -> bool:
-    """Whether ``worker`` reports from a process of its own (``mageflow_reporting_process``).
+    """Whether ``worker`` reports through a reporting process (``mageflow_reporting_process``).
 
     Raises:
-        ImproperlyConfigured: the setting is not ``"auto"``, ``True`` or ``False``.
+        ImproperlyConfigured: the setting is not ``"auto"``, ``True`` or ``False``, or it is ``True`` where
+            the worker cannot fork.
     """
     setting = worker.app.conf.get("mageflow_reporting_process", "auto")
     if setting not in ("auto", True, False):
         raise ImproperlyConfigured(f"mageflow_reporting_process must be 'auto', True or False, not {setting!r}")
-    module = getattr(getattr(worker, "pool_cls", None), "__module__", "")
     if setting == "auto":
-        return module in SINGLE_PROCESS_POOLS
-    return bool(setting) and module != "celery.concurrency.prefork"
+        pool = getattr(getattr(worker, "pool_cls", None), "__module__", "")
+        return pool in AUTO_POOLS and can_fork()
+    if setting and not can_fork():
+        raise ImproperlyConfigured(
+            f"mageflow_reporting_process=True needs a platform that forks safely, not {sys.platform!r}"
+        )
+    return bool(setting)
 
 
 class OffloadStep(bootsteps.StartStopStep):
-    """Worker bootstep: starts the reporting process after the pool, stops it (after it reported) at shutdown."""
+    """Worker bootstep: forks the reporting process when the worker is built, before any step starts (so the
+    prefork pool processes inherit its pipe), and closes it when the worker stops.
+
+    On a single-process pool the stop waits until the process reported everything and exited. On prefork the
+    pool processes still write to it then (this step stops before the pool); it exits once they are gone,
+    and the worker waits for that at ``worker_shutdown`` (:func:`~.hooks.on_shutdown`)."""
 
     label = "mageflow reporting process"
     requires = ("celery.worker.components:Pool",)
@@ -51,13 +72,18 @@ class OffloadStep(bootsteps.StartStopStep):
     def include_if(self, parent: Any) -> bool:
         return self.runtime is not None and wanted(parent)
 
-    def start(self, parent: Any) -> None:
+    def create(self, parent: Any) -> None:
         if self.runtime is not None:
+            eventing.switch_for(self.runtime, getattr(parent, "hostname", None))  # its byte is shared with the fork
             parts.reporter(self.runtime).offload()
+
+    def start(self, parent: Any) -> None:
+        """Nothing to start: the process was forked in :meth:`create`."""
 
     def stop(self, parent: Any) -> None:
         if self.runtime is not None:
-            parts.reporter(self.runtime).close_offload()
+            forks = getattr(getattr(parent, "pool_cls", None), "__module__", "") == PREFORK
+            parts.reporter(self.runtime).close_offload(wait=not forks)
 
     terminate = stop
     shutdown = stop

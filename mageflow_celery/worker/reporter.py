@@ -1,10 +1,10 @@
 """The background reporter: records members' outcomes off the pool slot's critical path.
 
 Worker hooks hand each outcome to :meth:`Reporter.submit` and return at once; one thread per process
-batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted. On a
-worker whose tasks run in its main process, a reporting process of its own runs those batches instead
-(:mod:`.reporting`, started by :mod:`.offload`). Redis errors are retried with backoff and logged; what
-still fails is left to the reaper, which reconciles from the result backend (R4).
+batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted. In a
+worker, one reporting process runs those batches for all its processes instead (:mod:`.reporting`,
+started by :mod:`.offload`); the thread takes over when it is gone. Redis errors are retried with
+backoff and logged; what still fails is left to the reaper, which reconciles from the result backend (R4).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -23,7 +23,7 @@ from ..engine.retry import with_retries
 from ..engine.runtime import Runtime
 from ..engine.summary import error_record
 from ..errors import MageflowError
-from .reporting import Outcome, ReportingProcess
+from .reporting import STOP_TIMEOUT_S, Outcome, ReportingProcess
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -48,12 +48,14 @@ class Reporter:
         self._producer: Any = None
         #: The reporting process that runs the batches instead of the thread, when the worker started one.
         self._process: ReportingProcess | None = None
+        #: A reporting process closed while pool processes may still write to it, to wait for at shutdown.
+        self._closing: ReportingProcess | None = None
 
     def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
         """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
         outcome = self._encoded(swarm_id, index, kind, value)
         process = self._process
-        if process is not None and process.owner == os.getpid():
+        if process is not None:
             if process.send(outcome):
                 return
             self._process = None
@@ -74,31 +76,45 @@ class Reporter:
         return swarm_id, index, kind, value
 
     def offload(self) -> None:
-        """Report from a forked process of its own from now on (a worker whose tasks run in this process)."""
+        """Report through a forked reporting process from now on, in this process and in the processes it
+        forks afterwards (a worker's pool processes)."""
         with self._cond:
             if self._process is None or not self._process.alive():
                 self._process = ReportingProcess(self._handle, BATCH_MAX)
 
-    def close_offload(self) -> None:
-        """Stop the reporting process once it reported what it holds (outcomes go to the thread after)."""
+    def close_offload(self, wait: bool = True) -> None:
+        """Hand no more outcomes to the reporting process (this process reports from its thread from now on).
+        With ``wait``, wait until it reported what it holds and exited; without (while pool processes still
+        write to it), :meth:`flush` waits for that."""
         process, self._process = self._process, None
-        if process is not None and process.owner == os.getpid():
-            process.stop()
+        if process is None:
+            return
+        process.close()
+        self._closing = process
+        if wait:
+            self._join_closing(STOP_TIMEOUT_S)
+
+    def _join_closing(self, timeout_s: float) -> None:
+        process, self._closing = self._closing, None
+        if process is not None:
+            process.join(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every submitted outcome was reported; ``False`` on timeout."""
+        """Wait until every submitted outcome was reported; ``False`` on timeout. A reporting process this
+        process closed is waited for until it exited."""
         process = self._process
-        if process is not None and process.owner == os.getpid() and not process.drained(timeout_s):
+        if process is not None and not process.drained(timeout_s):
             return False
+        self._join_closing(timeout_s)
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's queue, lock, thread and reporting process are not ours (its lock
-        may have been held)."""
+        """In a forked child: the parent's queue, lock and thread are not ours (its lock may have been held).
+        Its reporting process is shared: a pool process writes its outcomes to the same pipe."""
         self._cond = threading.Condition()
         self._thread = None
-        self._process = None
+        self._closing = None
         self._leave_parents()
 
     def _leave_parents(self) -> None:

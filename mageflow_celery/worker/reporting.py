@@ -1,17 +1,18 @@
-"""The reporting process: a forked process that reports the outcomes of a worker whose tasks run in its
-main process (solo, threads and gevent pools), so reporting and publishing use a core of their own.
+"""The reporting process: a forked process that records a worker's outcomes, publishes the members they
+admit and finalizes, on a core of its own, while the worker's processes run tasks.
 
-On a prefork worker the pool processes run the tasks and each reports from a thread, beside the main
-process that consumes. On a single-process pool, that thread would share one interpreter (and its GIL,
-or gevent's hub) with the consumer and every task: a swarm member then costs the worker's one busy
-process about twice what a plain Celery task does. The :class:`OutboxStep` bootstep forks one
-reporting process when such a worker starts; the process's :class:`~.reporter.Reporter` then writes
-each encoded outcome to a pipe, and the reporting process runs the same batches (``report`` script,
-publish the admitted members, finalize) as the reporter thread would.
+Without it, each process that runs tasks would report from a thread of its own. On a single-process pool
+(solo, threads, gevent) that thread shares one interpreter (its GIL, or gevent's hub) with the consumer and
+every task, and a swarm member costs that one busy process about twice what a plain Celery task costs. On
+prefork, every pool process would run its own reporter beside its tasks. The :mod:`.offload` bootstep forks
+one reporting process when the worker starts, before the pool: the main process and every pool process
+then write each encoded outcome to one pipe (under a lock shared by the processes), and the reporting
+process runs the batches (``report`` script, publish, finalize) the reporter thread would run.
 
-If the reporting process is gone (killed, or its pipe broken), outcomes fall back to the reporter
-thread; outcomes it had not reported yet are recovered like those of a lost worker process: their
-lease expires and the reaper reconciles them from the result backend (R4).
+If the reporting process is gone (killed, its pipe broken, or the pipe's lock not taken in time),
+outcomes go to the reporter thread of the process that has them; outcomes it had not reported yet are
+recovered like those of a lost worker process: their lease expires and the reaper reconciles them from
+the result backend (R4).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -22,7 +23,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -35,6 +35,8 @@ logger = logging.getLogger("mageflow_celery")
 ORPHAN_CHECK_S = 1.0
 #: Seconds the worker waits for its reporting process to report what it holds, then to exit.
 STOP_TIMEOUT_S = 10.0
+#: Seconds a process waits for the pipe's lock before it reports from its own thread instead.
+LOCK_TIMEOUT_S = 5.0
 
 #: One outcome as the pipe carries it: (swarm id, index, kind, encoded value).
 Outcome = tuple[str, int, str, bytes]
@@ -43,14 +45,16 @@ BatchHandler = Callable[[list[Outcome]], None]
 
 
 class ReportingProcess:
-    """The worker's end of a reporting process: the pipe it writes outcomes to, and how far the process got."""
+    """A reporting process, as the worker's processes see it: the pipe they write outcomes to, how many they
+    wrote and how many it reported (both in shared memory). Made in the worker's main process, inherited by
+    the pool processes it forks afterwards; only the process that made it stops it."""
 
     def __init__(self, handle: BatchHandler, batch_max: int) -> None:
         ctx = multiprocessing.get_context("fork")
         reader, self._writer = ctx.Pipe(duplex=False)
-        self._reported = ctx.RawValue("q", 0)  # shared memory: outcomes the process has reported
-        self._sent = 0
-        self._lock = threading.Lock()
+        self._lock = ctx.Lock()  # one writer at a time: a message over PIPE_BUF is not written atomically
+        self._sent = ctx.RawValue("q", 0)  # outcomes written to the pipe, by every process
+        self._reported = ctx.RawValue("q", 0)  # outcomes the reporting process has reported
         self.owner = os.getpid()
         self._process = ctx.Process(
             target=_serve,
@@ -65,42 +69,59 @@ class ReportingProcess:
             warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
             self._process.start()
         reader.close()
-        logger.debug("mageflow_celery: reporting process %s started", self._process.pid)
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
+        self.pid: int = self._process.pid or 0
+        logger.debug("mageflow_celery: reporting process %s started", self.pid)
 
     def alive(self) -> bool:
-        return os.getpid() == self.owner and self._process.is_alive()
+        """Whether the reporting process runs (from any process of the worker)."""
+        if os.getpid() == self.owner:
+            return self._process.is_alive()
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True
 
     def send(self, outcome: Outcome) -> bool:
-        """Hand one outcome over; ``False`` when the process cannot take it (gone, pipe closed)."""
-        with self._lock:
-            try:
-                self._writer.send(outcome)
-            except (OSError, ValueError):
-                return False
-            self._sent += 1
+        """Hand one outcome over; ``False`` when the process cannot take it (gone, pipe closed, or the lock
+        not free within :data:`LOCK_TIMEOUT_S`: a process killed while writing still holds it)."""
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return False
+        try:
+            self._writer.send(outcome)
+        except (OSError, ValueError):
+            return False
+        else:
+            self._sent.value += 1
             return True
+        finally:
+            self._lock.release()
 
     def drained(self, timeout_s: float) -> bool:
-        """Wait until the process reported every outcome sent so far; ``False`` on timeout or if it is gone."""
+        """Wait until the process reported every outcome written so far (by any process of the worker);
+        ``False`` on timeout or if it is gone."""
         deadline = time.monotonic() + timeout_s
-        while self._reported.value < self._sent:
-            if not self._process.is_alive() or time.monotonic() >= deadline:
+        while self._reported.value < self._sent.value:
+            if not self.alive() or time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)  # polls shared memory: the process writes no acknowledgements
         return True
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Let the process report what it holds, then exit: closing the pipe is the signal (it reads to the
-        end, then sees end-of-file). After ``timeout_s`` it is terminated, then killed."""
-        with self._lock:
+    def close(self) -> None:
+        """Write no more (in the process that made it): once every process that holds the pipe closed it or
+        exited (the pool processes, when the pool stops), the reporting process reports what it read and
+        exits."""
+        if os.getpid() == self.owner:
             self._writer.close()
+
+    def join(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Wait until the process exited (after :meth:`close`); after ``timeout_s`` terminate it (it then
+        reports what the pipe holds and exits), then kill it."""
+        if os.getpid() != self.owner:
+            return
         self._process.join(timeout_s)
         if self._process.is_alive():
-            logger.warning("mageflow_celery: reporting process %s did not exit; terminating it", self._process.pid)
+            logger.warning("mageflow_celery: reporting process %s did not exit; terminating it", self.pid)
             self._process.terminate()
             self._process.join(1.0)
         if self._process.is_alive():
@@ -132,7 +153,10 @@ def _serve(
         try:
             while len(batch) < batch_max and (not batch or reader.poll(0)):
                 batch.append(reader.recv())
-        except EOFError:  # the worker closed the pipe: it sent everything
+        except EOFError:  # every process of the worker closed the pipe: they sent everything
+            ended = True
+        except Exception:  # a message cut short (its writer was killed): the stream cannot be trusted
+            logger.exception("mageflow_celery: the reporting process cannot read its pipe; it exits")
             ended = True
         if batch:
             handle(batch)

@@ -26,6 +26,7 @@ from celery.exceptions import Ignore, Reject
 
 from mageflow_celery import install, swarm
 from mageflow_celery.keys import MEMBER_SEP, parse_member_task_id
+from mageflow_celery.signals import swarm_finished
 
 ENV_PREFIX = "MAGEFLOW_FAULTS_"
 #: The longest a gated task waits for its gate before giving up (it then fails).
@@ -224,3 +225,10 @@ def _announce_ready(sender: Any = None, **_: Any) -> None:
     """Tell the test this worker consumes: ``faults:ready:<hostname>``."""
     if app is not None and sender is not None:
         _probe_client(app).set(f"faults:ready:{sender.hostname}", os.getpid())
+
+
+@swarm_finished.connect
+def _record_finisher(sender: Any = None, app: Any = None, **_: Any) -> None:
+    """Which process finalized a swarm: ``faults:finished_by:<swarm_id>`` = ``"<pid> <ppid>"``."""
+    if app is not None and sender is not None and ENV_PREFIX + "PROBE" in os.environ:
+        _probe_client(app).set(probe_key("finished_by", str(sender)), f"{os.getpid()} {os.getppid()}")

@@ -126,14 +126,15 @@ def _held_handler(url: str) -> Callable[[list[Outcome]], None]:
     return handle
 
 
-def test_stopping_waits_until_every_outcome_sent_before_was_reported(mageflow_redis_url: str) -> None:
+def test_closing_and_joining_waits_until_every_outcome_sent_before_was_reported(mageflow_redis_url: str) -> None:
     client = redis.Redis.from_url(mageflow_redis_url)
     process = ReportingProcess(_held_handler(mageflow_redis_url), batch_max=7)
     for i in range(50):
         assert process.send(("s1", i, "s", b"null"))
     assert not process.drained(timeout_s=0.2)  # held by the handler
     client.set("test:go", 1)
-    process.stop()
+    process.close()
+    process.join()
 
     assert [int(x) for x in client.lrange("test:reported", 0, -1)] == list(range(50))
     assert not process.alive()
@@ -153,7 +154,8 @@ def test_on_sigterm_the_reporting_process_reports_what_the_pipe_holds_then_exits
 
     wait_for(lambda: not process.alive(), message="the reporting process to exit on SIGTERM")
     assert [int(x) for x in client.lrange("test:reported", 0, -1)] == list(range(10))
-    process.stop()
+    process.close()
+    process.join()
 
 
 def test_the_reporting_process_exits_when_its_worker_exits(tmp_path: Path) -> None:
