@@ -35,8 +35,8 @@ def connect() -> None:
     signals.task_revoked.connect(on_revoked, weak=False, dispatch_uid="mageflow_celery.revoked")
     signals.worker_process_shutdown.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.pshutdown")
     signals.worker_shutting_down.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.shutdown")
-    # Again once the pool stopped: outcomes of the last tasks (the reporting process stops with the pool).
-    signals.worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="mageflow_celery.stopped")
+    # Again once the pool stopped: the last tasks' outcomes, and a reporting process the pool processes wrote to.
+    signals.worker_shutdown.connect(on_stopped, weak=False, dispatch_uid="mageflow_celery.stopped")
     endings.connect()
     _connected = True
 
@@ -97,3 +97,9 @@ def on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
 def on_shutdown(**_: Any) -> None:
     """Report what is still queued before the process exits."""
     parts.flush_reporters(timeout_s=10.0)
+
+
+def on_stopped(**_: Any) -> None:
+    """The worker stopped (its pool too): report the last tasks' outcomes, and wait for a reporting process
+    the pool processes wrote to until it reported everything and exited."""
+    parts.flush_reporters(timeout_s=10.0, join_closed=True)

@@ -34,19 +34,22 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin"
 
 
+def _pool_module(worker: Any) -> str:
+    return str(getattr(getattr(worker, "pool_cls", None), "__module__", ""))
+
+
 def wanted(worker: Any) -> bool:
     """Whether ``worker`` reports through a reporting process (``mageflow_reporting_process``).
 
     Raises:
         ImproperlyConfigured: the setting is not ``"auto"``, ``True`` or ``False``, or it is ``True`` where
-            the worker cannot fork.
+            the worker cannot fork safely.
     """
     setting = worker.app.conf.get("mageflow_reporting_process", "auto")
     if setting not in ("auto", True, False):
         raise ImproperlyConfigured(f"mageflow_reporting_process must be 'auto', True or False, not {setting!r}")
     if setting == "auto":
-        pool = getattr(getattr(worker, "pool_cls", None), "__module__", "")
-        return pool in AUTO_POOLS and can_fork()
+        return _pool_module(worker) in AUTO_POOLS and can_fork()
     if setting and not can_fork():
         raise ImproperlyConfigured(
             f"mageflow_reporting_process=True needs a platform that forks safely, not {sys.platform!r}"
@@ -58,9 +61,10 @@ class OffloadStep(bootsteps.StartStopStep):
     """Worker bootstep: forks the reporting process when the worker is built, before any step starts (so the
     prefork pool processes inherit its pipe), and closes it when the worker stops.
 
-    On a single-process pool the stop waits until the process reported everything and exited. On prefork the
-    pool processes still write to it then (this step stops before the pool); it exits once they are gone,
-    and the worker waits for that at ``worker_shutdown`` (:func:`~.hooks.on_shutdown`)."""
+    On a single-process pool the stop waits until the process reported everything and exited; tasks that
+    end later are reported by the reporter thread. On prefork the pool processes still write to it then
+    (this step stops before the pool); it exits once they are gone, and the worker waits for that at
+    ``worker_shutdown`` (:func:`~.hooks.on_stopped`)."""
 
     label = "mageflow reporting process"
     requires = ("celery.worker.components:Pool",)
@@ -68,25 +72,21 @@ class OffloadStep(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.runtime = installed_runtime(parent.app)
+        self.shared = _pool_module(parent) == PREFORK
 
     def include_if(self, parent: Any) -> bool:
         return self.runtime is not None and wanted(parent)
 
     def create(self, parent: Any) -> None:
-        if self.runtime is not None:
-            eventing.switch_for(self.runtime, getattr(parent, "hostname", None))  # its byte is shared with the fork
-            parts.reporter(self.runtime).offload()
-
-    def start(self, parent: Any) -> None:
-        """Nothing to start: the process was forked in :meth:`create`."""
+        assert self.runtime is not None  # include_if
+        eventing.switch_for(self.runtime, getattr(parent, "hostname", None))  # its byte is shared with the fork
+        parts.reporter(self.runtime).offload(shared=self.shared)
 
     def stop(self, parent: Any) -> None:
         if self.runtime is not None:
-            forks = getattr(getattr(parent, "pool_cls", None), "__module__", "") == PREFORK
-            parts.reporter(self.runtime).close_offload(wait=not forks)
+            parts.reporter(self.runtime).close_offload(wait=not self.shared)
 
     terminate = stop
-    shutdown = stop
 
 
 def add_to(app: Any) -> None:

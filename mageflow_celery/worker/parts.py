@@ -48,10 +48,13 @@ def existing_leases(rt: Runtime) -> LeaseKeeper | None:
     return _leases.get(rt)
 
 
-def flush_reporters(timeout_s: float) -> None:
-    """Wait until every reporter of this process sent what it holds (worker shutdown)."""
+def flush_reporters(timeout_s: float, join_closed: bool = False) -> None:
+    """Wait until every reporter of this process sent what it holds (worker shutdown); with ``join_closed``,
+    also until the reporting processes they closed exited (once the pool stopped)."""
     for rep in list(_reporters.values()):
         rep.flush(timeout_s=timeout_s)
+        if join_closed:
+            rep.join_closed(timeout_s)
 
 
 def _after_fork_in_child() -> None:

@@ -1,10 +1,10 @@
 """The background reporter: records members' outcomes off the pool slot's critical path.
 
 Worker hooks hand each outcome to :meth:`Reporter.submit` and return at once; one thread per process
-batches the outcomes per swarm into one ``report`` script call, then publishes what it admitted. In a
-worker, one reporting process runs those batches for all its processes instead (:mod:`.reporting`,
-started by :mod:`.offload`); the thread takes over when it is gone. Redis errors are retried with
-backoff and logged; what still fails is left to the reaper, which reconciles from the result backend (R4).
+encodes the outcomes in batches, reports each batch (one ``report`` script call per swarm, then publishes
+what it admitted), or, when the worker forked a reporting process (:mod:`.reporting`, by :mod:`.offload`),
+writes the batch to that process, which reports it. Redis errors are retried with backoff and logged; what
+still fails is left to the reaper, which reconciles from the result backend (R4).
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
@@ -33,11 +33,12 @@ _OUTCOMES = {"s": "succeeded", "f": "failed", "x": "revoked"}
 
 
 class Reporter:
-    """One per (app, process): a queue of outcomes and the thread that reports them."""
+    """One per (app, process): a queue of outcomes and the thread that reports them, or hands them to the
+    worker's reporting process."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._queue: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, int, str, Any]] = queue.SimpleQueue()
         self._pending = 0
         self._cond = threading.Condition()
         self._pid = -1
@@ -46,75 +47,68 @@ class Reporter:
         #: across batches (taking one from the app's pool per batch re-binds a connection and a channel each
         #: time; holding a pool's one could starve the app's other publishers); closed after an error.
         self._producer: Any = None
-        #: The reporting process that runs the batches instead of the thread, when the worker started one.
+        #: The worker's reporting process, which the thread hands its batches to when there is one.
         self._process: ReportingProcess | None = None
-        #: A reporting process closed while pool processes may still write to it, to wait for at shutdown.
+        #: Whether processes forked from this one (prefork pool processes) hand their batches to it too.
+        self._shared = False
+        #: A reporting process closed while pool processes may still write to it, joined at shutdown.
         self._closing: ReportingProcess | None = None
 
     def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
         """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
-        outcome = self._encoded(swarm_id, index, kind, value)
-        process = self._process
-        if process is not None:
-            if process.send(outcome):
-                return
-            self._process = None
-            logger.warning("mageflow_celery: the reporting process is gone; reporting from a thread from now on")
         self._ensure_thread()
         with self._cond:
             self._pending += 1
-        self._queue.put(outcome)
+        self._queue.put((swarm_id, index, kind, value))
 
-    def _encoded(self, swarm_id: str, index: int, kind: str, value: Any) -> Outcome:
-        """The outcome as the ``report`` script takes it: a result the app's serializer cannot encode fails
-        the member."""
-        if kind == "s":
-            try:
-                value = self.runtime.result_codec.dumps(value, "member result")
-            except MageflowError as exc:
-                kind, value = "f", error_record(swarm_id, index, None, exc)
-        return swarm_id, index, kind, value
-
-    def offload(self) -> None:
-        """Report through a forked reporting process from now on, in this process and in the processes it
-        forks afterwards (a worker's pool processes)."""
-        with self._cond:
-            if self._process is None or not self._process.alive():
-                self._process = ReportingProcess(self._handle, BATCH_MAX)
+    def offload(self, shared: bool = False) -> None:
+        """Hand batches to a reporting process forked now (in the worker's main process, before its pool
+        starts); with ``shared``, the processes forked from this one afterwards (prefork pool processes) hand
+        theirs to it too."""
+        if self._process is None:
+            self._process = ReportingProcess(self._handle, BATCH_MAX)
+            self._shared = shared
 
     def close_offload(self, wait: bool = True) -> None:
-        """Hand no more outcomes to the reporting process (this process reports from its thread from now on).
-        With ``wait``, wait until it reported what it holds and exited; without (while pool processes still
-        write to it), :meth:`flush` waits for that."""
+        """Hand no more batches to the reporting process (the thread reports them from now on). With ``wait``,
+        wait until it reported what it holds and exited; else :meth:`join_closed` waits for that, once the
+        pool processes that write to it are gone."""
         process, self._process = self._process, None
         if process is None:
             return
         process.close()
         self._closing = process
         if wait:
-            self._join_closing(STOP_TIMEOUT_S)
+            self.join_closed(STOP_TIMEOUT_S)
 
-    def _join_closing(self, timeout_s: float) -> None:
+    def join_closed(self, timeout_s: float) -> None:
+        """Wait until a reporting process closed by :meth:`close_offload` exited (worker shutdown)."""
         process, self._closing = self._closing, None
         if process is not None:
             process.join(timeout_s)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every submitted outcome was reported; ``False`` on timeout. A reporting process this
-        process closed is waited for until it exited."""
-        process = self._process
-        if process is not None and not process.drained(timeout_s):
-            return False
-        self._join_closing(timeout_s)
+        """Wait until every outcome submitted in this process was reported, or handed to the reporting
+        process and reported there (asked in the process that made it); ``False`` on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+            done = self._cond.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+        process = self._process
+        if process is not None and process.owner == os.getpid():
+            done = process.drained(timeout_s) and done
+        return done
 
     def after_fork(self) -> None:
         """In a forked child: the parent's queue, lock and thread are not ours (its lock may have been held).
-        Its reporting process is shared: a pool process writes its outcomes to the same pipe."""
+        Its reporting process is the child's too only when shared with the pool processes; any other child
+        closes its copy of the pipe."""
         self._cond = threading.Condition()
         self._thread = None
         self._closing = None
+        process, self._process = self._process, None
+        if process is not None and self._shared:
+            self._process = process
+        elif process is not None:
+            process.abandon()
         self._leave_parents()
 
     def _leave_parents(self) -> None:
@@ -143,10 +137,34 @@ class Reporter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._handle(batch)
+            encoded = [self._encoded(*outcome) for outcome in batch]
+            if not self._hand_over(encoded):
+                self._handle(encoded)
             with self._cond:
                 self._pending -= len(batch)
                 self._cond.notify_all()
+
+    def _encoded(self, swarm_id: str, index: int, kind: str, value: Any) -> Outcome:
+        """The outcome as the ``report`` script takes it: a result the app's serializer cannot encode fails
+        the member."""
+        if kind == "s":
+            try:
+                value = self.runtime.result_codec.dumps(value, "member result")
+            except MageflowError as exc:
+                kind, value = "f", error_record(swarm_id, index, None, exc)
+        return swarm_id, index, kind, value
+
+    def _hand_over(self, batch: list[Outcome]) -> bool:
+        """Give the batch to the reporting process, if there is one that takes it. When it is gone, this
+        process reports from its thread from then on."""
+        process = self._process
+        if process is None:
+            return False
+        sent = process.send(batch)
+        if sent == "gone" and self._process is process:
+            self._process = None
+            logger.warning("mageflow_celery: the reporting process is gone; reporting from a thread from now on")
+        return sent == "sent"
 
     def _handle(self, batch: list[Outcome]) -> None:
         """Report a batch of outcomes: one ``report`` call per swarm, then follow what it admitted."""

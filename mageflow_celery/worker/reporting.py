@@ -1,33 +1,38 @@
 """The reporting process: a forked process that records a worker's outcomes, publishes the members they
 admit and finalizes, on a core of its own, while the worker's processes run tasks.
 
-Without it, each process that runs tasks would report from a thread of its own. On a single-process pool
-(solo, threads, gevent) that thread shares one interpreter (its GIL, or gevent's hub) with the consumer and
-every task, and a swarm member costs that one busy process about twice what a plain Celery task costs. On
-prefork, every pool process would run its own reporter beside its tasks. The :mod:`.offload` bootstep forks
-one reporting process when the worker starts, before the pool: the main process and every pool process
-then write each encoded outcome to one pipe (under a lock shared by the processes), and the reporting
-process runs the batches (``report`` script, publish, finalize) the reporter thread would run.
+Without it, each process that runs tasks reports from its reporter thread. On a single-process pool (solo,
+threads, gevent) that thread shares one interpreter (its GIL, or gevent's hub) with the consumer and every
+task, and a swarm member costs that one busy process about twice what a plain Celery task costs. The
+:mod:`.offload` bootstep forks one reporting process when the worker is built, before its pool starts. The
+reporter thread of each process that runs tasks then writes each batch of encoded outcomes to the process's
+pipe (under a lock shared by the processes, for prefork pool processes that inherit the pipe) instead of
+reporting it, and the reporting process runs those batches (``report`` script, publish, finalize).
 
-If the reporting process is gone (killed, its pipe broken, or the pipe's lock not taken in time),
-outcomes go to the reporter thread of the process that has them; outcomes it had not reported yet are
-recovered like those of a lost worker process: their lease expires and the reaper reconciles them from
-the result backend (R4).
+A batch the pipe does not take (the process is gone, the pipe closed, or its lock not free in time) is
+reported by the thread that has it, so none is lost on the worker's side; a batch the reporting process had
+read and not reported when it died is recovered like the outcomes of a lost worker: their lease expires and
+the reaper reconciles them from the result backend (R4).
+
+The process is started with billiard (Celery's fork of :mod:`multiprocessing`), so Celery's own after-fork
+cleanup of the app (its connection and producer pools) runs in it, as in a prefork pool process.
 
 Layer: ``worker`` (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
-import multiprocessing
 import os
 import signal
 import time
 import warnings
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
+
+import billiard
+import billiard.process
 
 logger = logging.getLogger("mageflow_celery")
 
@@ -35,26 +40,29 @@ logger = logging.getLogger("mageflow_celery")
 ORPHAN_CHECK_S = 1.0
 #: Seconds the worker waits for its reporting process to report what it holds, then to exit.
 STOP_TIMEOUT_S = 10.0
-#: Seconds a process waits for the pipe's lock before it reports from its own thread instead.
+#: Seconds a reporter waits for the pipe's lock before it reports the batch itself.
 LOCK_TIMEOUT_S = 5.0
 
-#: One outcome as the pipe carries it: (swarm id, index, kind, encoded value).
+#: One outcome, encoded: (swarm id, index, kind, encoded result or error record).
 Outcome = tuple[str, int, str, bytes]
 #: What the reporting process runs: reports one batch of outcomes.
 BatchHandler = Callable[[list[Outcome]], None]
+#: What :meth:`ReportingProcess.send` did: the pipe took the batch, its lock was busy, or the process is gone.
+Sent = Literal["sent", "busy", "gone"]
 
 
 class ReportingProcess:
-    """A reporting process, as the worker's processes see it: the pipe they write outcomes to, how many they
-    wrote and how many it reported (both in shared memory). Made in the worker's main process, inherited by
-    the pool processes it forks afterwards; only the process that made it stops it."""
+    """A reporting process, as the worker's processes see it: the pipe they write batches to, how many
+    outcomes they wrote and how many it reported (both in shared memory). Made in the worker's main process;
+    prefork pool processes forked afterwards may keep it (:meth:`~.reporter.Reporter.after_fork`); only the
+    process that made it closes and joins it."""
 
     def __init__(self, handle: BatchHandler, batch_max: int) -> None:
-        ctx = multiprocessing.get_context("fork")
+        ctx: Any = billiard.get_context("fork")
         reader, self._writer = ctx.Pipe(duplex=False)
         self._lock = ctx.Lock()  # one writer at a time: a message over PIPE_BUF is not written atomically
-        self._sent = ctx.RawValue("q", 0)  # outcomes written to the pipe, by every process
-        self._reported = ctx.RawValue("q", 0)  # outcomes the reporting process has reported
+        self._sent = ctx.RawValue(ctypes.c_longlong, 0)  # outcomes written to the pipe, by every process
+        self._reported = ctx.RawValue(ctypes.c_longlong, 0)  # outcomes the reporting process has reported
         self.owner = os.getpid()
         self._process = ctx.Process(
             target=_serve,
@@ -63,37 +71,32 @@ class ReportingProcess:
             daemon=True,
         )
         with warnings.catch_warnings():
-            # Python >= 3.12 warns about forking a process with threads. The reporting process only reports:
-            # it opens its own broker and Redis connections (both libraries reset theirs after a fork) and
-            # never touches what the worker's other threads hold, as with Celery's own prefork pool.
+            # Python >= 3.12 warns about forking a process with threads. The reporting process opens its own
+            # broker and Redis connections (Celery, kombu and redis-py reset theirs after a fork), as a prefork
+            # pool process does.
             warnings.filterwarnings("ignore", message=r".*multi-threaded.*fork", category=DeprecationWarning)
             self._process.start()
         reader.close()
-        self.pid: int = self._process.pid or 0
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
         logger.debug("mageflow_celery: reporting process %s started", self.pid)
 
     def alive(self) -> bool:
-        """Whether the reporting process runs (from any process of the worker)."""
-        if os.getpid() == self.owner:
-            return self._process.is_alive()
-        try:
-            os.kill(self.pid, 0)
-        except OSError:
-            return False
-        return True
+        """Whether the reporting process runs (asked by the process that made it)."""
+        return os.getpid() == self.owner and bool(self._process.is_alive())
 
-    def send(self, outcome: Outcome) -> bool:
-        """Hand one outcome over; ``False`` when the process cannot take it (gone, pipe closed, or the lock
-        not free within :data:`LOCK_TIMEOUT_S`: a process killed while writing still holds it)."""
+    def send(self, batch: list[Outcome]) -> Sent:
+        """Hand a batch over: ``"busy"`` when the pipe's lock is not free within :data:`LOCK_TIMEOUT_S` (a
+        process killed while writing still holds it), ``"gone"`` when the pipe is closed or broken."""
         if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
-            return False
+            return "busy"
         try:
-            self._writer.send(outcome)
-        except (OSError, ValueError):
-            return False
+            self._writer.send(batch)
+        except (OSError, ValueError, TypeError):  # closed (by close(), or the process died): gone
+            return "gone"
         else:
-            self._sent.value += 1
-            return True
+            self._sent.value += len(batch)
+            return "sent"
         finally:
             self._lock.release()
 
@@ -108,15 +111,26 @@ class ReportingProcess:
         return True
 
     def close(self) -> None:
-        """Write no more (in the process that made it): once every process that holds the pipe closed it or
-        exited (the pool processes, when the pool stops), the reporting process reports what it read and
-        exits."""
-        if os.getpid() == self.owner:
+        """Write no more from this process (taking the lock, so no write is cut in half). Once every process
+        that holds the pipe closed it or exited, the reporting process reports what it read and exits."""
+        if self._lock.acquire(timeout=LOCK_TIMEOUT_S):
+            try:
+                self._writer.close()
+            finally:
+                self._lock.release()
+        else:
             self._writer.close()
+
+    def abandon(self) -> None:
+        """In a process forked from the worker that does not report through it: close this copy of the pipe
+        (so the reporting process still sees its end), and do not count it among this process's children
+        (whose exit would terminate it)."""
+        self._writer.close()
+        billiard.process._children.discard(self._process)  # type: ignore[attr-defined]
 
     def join(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Wait until the process exited (after :meth:`close`); after ``timeout_s`` terminate it (it then
-        reports what the pipe holds and exits), then kill it."""
+        reports what the pipe holds and exits), then kill it. Only in the process that made it."""
         if os.getpid() != self.owner:
             return
         self._process.join(timeout_s)
@@ -129,14 +143,13 @@ class ReportingProcess:
             self._process.join(1.0)
 
 
-def _serve(
-    handle: BatchHandler, batch_max: int, reader: Connection, writer: Connection, reported: Any, parent: int
-) -> None:
-    """The reporting process: report batches as they come until told to stop or the worker is gone.
+def _serve(handle: BatchHandler, batch_max: int, reader: Any, writer: Any, reported: Any, parent: int) -> None:
+    """The reporting process: report batches as they come until every writer closed the pipe, or the worker
+    is gone.
 
-    SIGINT is ignored (Ctrl-C reaches the whole process group; the worker stops this process when it has
-    sent everything). SIGTERM or SIGQUIT (a service manager stopping the group, or ``terminate()``) make it
-    report what the pipe holds already, then exit.
+    SIGINT is ignored (Ctrl-C reaches the whole process group; the worker closes the pipe once it has sent
+    everything). SIGTERM or SIGQUIT (a service manager stopping the group, or ``terminate()``) make it report
+    what the pipe holds already, then exit.
     """
     writer.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -152,14 +165,17 @@ def _serve(
         ended = False
         try:
             while len(batch) < batch_max and (not batch or reader.poll(0)):
-                batch.append(reader.recv())
+                batch += reader.recv()
         except EOFError:  # every process of the worker closed the pipe: they sent everything
             ended = True
-        except Exception:  # a message cut short (its writer was killed): the stream cannot be trusted
+        except Exception:  # a message that cannot be read (its writer was killed mid-write)
             logger.exception("mageflow_celery: the reporting process cannot read its pipe; it exits")
             ended = True
         if batch:
-            handle(batch)
+            try:
+                handle(batch)
+            except Exception:
+                logger.exception("mageflow_celery: reporting %d outcome(s) failed; the reaper reconciles", len(batch))
             reported.value += len(batch)
         if ended:
             return

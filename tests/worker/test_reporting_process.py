@@ -130,7 +130,7 @@ def test_closing_and_joining_waits_until_every_outcome_sent_before_was_reported(
     client = redis.Redis.from_url(mageflow_redis_url)
     process = ReportingProcess(_held_handler(mageflow_redis_url), batch_max=7)
     for i in range(50):
-        assert process.send(("s1", i, "s", b"null"))
+        assert process.send([("s1", i, "s", b"null")]) == "sent"
     assert not process.drained(timeout_s=0.2)  # held by the handler
     client.set("test:go", 1)
     process.close()
@@ -138,14 +138,14 @@ def test_closing_and_joining_waits_until_every_outcome_sent_before_was_reported(
 
     assert [int(x) for x in client.lrange("test:reported", 0, -1)] == list(range(50))
     assert not process.alive()
-    assert not process.send(("s1", 50, "s", b"null"))
+    assert process.send([("s1", 50, "s", b"null")]) == "gone"
 
 
 def test_on_sigterm_the_reporting_process_reports_what_the_pipe_holds_then_exits(mageflow_redis_url: str) -> None:
     client = redis.Redis.from_url(mageflow_redis_url)
     process = ReportingProcess(_held_handler(mageflow_redis_url), batch_max=3)
     for i in range(10):
-        assert process.send(("s1", i, "s", b"null"))
+        assert process.send([("s1", i, "s", b"null")]) == "sent"
     assert process.pid is not None
     wait_for(lambda: client.exists("test:holding"), message="the first batch")  # its signal handlers are set
     os.kill(process.pid, signal.SIGINT)  # ignored: Ctrl-C reaches the whole group, the worker stops it
