@@ -113,13 +113,12 @@ class ReportingProcess:
     def close(self) -> None:
         """Write no more from this process (taking the lock, so no write is cut in half). Once every process
         that holds the pipe closed it or exited, the reporting process reports what it read and exits."""
-        if self._lock.acquire(timeout=LOCK_TIMEOUT_S):
-            try:
-                self._writer.close()
-            finally:
-                self._lock.release()
-        else:
+        locked = self._lock.acquire(timeout=LOCK_TIMEOUT_S)  # not free in time: a killed writer holds it
+        try:
             self._writer.close()
+        finally:
+            if locked:
+                self._lock.release()
 
     def abandon(self) -> None:
         """In a process forked from the worker that does not report through it: close this copy of the pipe
