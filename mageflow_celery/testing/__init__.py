@@ -34,6 +34,7 @@ __all__ = [
     "max_overlap",
     "PeakSampler",
     "process_client",
+    "process_running",
     "redis_snapshot",
     # throwaway Redis
     "RedisCluster",
@@ -163,6 +164,26 @@ def max_overlap(intervals: Iterable[tuple[Any, float, float]]) -> int:
         open_now += delta
         peak = max(peak, open_now)
     return peak
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists and has not exited (a zombie, exited and waiting to be reaped,
+    does not run). Reads ``/proc`` where there is one.
+
+    Example:
+        >>> wait_for(lambda: not process_running(worker_pid), message="the worker to exit")  # doctest: +SKIP
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # the state field, after the command name
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc on this platform
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 class PeakSampler:

@@ -6,14 +6,13 @@ worker subprocess, as deployed."""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 import pytest
 from faultkit import Faults
 from faults_app import probe_key
 
 from mageflow_celery import SwarmConfig, swarm
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import process_running, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -48,13 +47,5 @@ def test_a_prefork_worker_reports_from_one_process_beside_its_pool(faults: Fault
     # And a warm shutdown ends with the reporting process gone on its own (not terminated after a timeout)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    assert not _running(pid)
+    assert not process_running(pid)
     assert "did not exit" not in faults.log("rp")
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

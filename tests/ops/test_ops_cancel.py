@@ -19,18 +19,10 @@ from mageflow_celery import (
     swarm,
 )
 from mageflow_celery.keys import callback_task_id, member_task_id
-from mageflow_celery.testing import wait_for
+from mageflow_celery.testing import process_running, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_cancel_never_runs_queued_members_lets_running_ones_finish_and_runs_no_callback(
@@ -129,7 +121,7 @@ def test_cancel_with_terminate_kills_an_executing_member_on_a_prefork_worker(
     assert res.cancel(terminate=True) is True
 
     # Then the child executing member 0 is killed and the member is recorded cancelled (REVOKED)
-    wait_for(lambda: not _alive(pid), timeout_s=20, message=f"child {pid} to be terminated")
+    wait_for(lambda: not process_running(pid), timeout_s=20, message=f"child {pid} to be terminated")
     wait_for(lambda: res.progress().running == 0, message="member 0 to be reported")
     p = res.progress()
     assert (p.state, p.cancelled, p.succeeded, p.failed, p.done) == ("cancelled", 3, 0, 0, 3)
@@ -167,7 +159,7 @@ def test_terminating_a_chain_member_kills_the_step_that_is_executing_and_later_s
         assert res.cancel(terminate=True) is True
 
     # Then the child executing the chain's running step is killed, and its later step never runs
-    wait_for(lambda: not _alive(pid), timeout_s=20, message=f"child {pid} to be terminated")
+    wait_for(lambda: not process_running(pid), timeout_s=20, message=f"child {pid} to be terminated")
     wait_for(lambda: res.progress().running + res.progress().dispatched == 0, message="the members to end")
     ops.open_all()
     ops.roundtrip()
@@ -189,7 +181,7 @@ def test_cancel_with_terminate_reaches_running_members_of_nested_swarms(
 
     # Then the child running the nested member is killed, the nested swarm is cancelled, its other member
     # never runs
-    wait_for(lambda: not _alive(pid), timeout_s=20, message=f"child {pid} to be terminated")
+    wait_for(lambda: not process_running(pid), timeout_s=20, message=f"child {pid} to be terminated")
     child = SwarmResult(member_task_id(res.id, 0), app=ops.app)
     wait_for(lambda: child.progress().state == "cancelled", message="the nested swarm to be cancelled")
     ops.open_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from mageflow_celery.testing import PeakSampler, RedisServer, find_free_port, wait_for
+from mageflow_celery.testing import PeakSampler, RedisServer, find_free_port, process_running, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,3 +209,17 @@ def test_tests_needing_redis_fail_in_ci_when_it_cannot_start(
     # Then the test errors instead of being skipped
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*failing instead of skipping because CI is set*"])
+
+
+def test_process_running_is_true_for_a_live_process_and_false_once_it_exited() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert process_running(os.getpid())
+        assert process_running(child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+    # exited and not yet reaped (a zombie): not running; reaped: gone
+    wait_for(lambda: not process_running(child.pid), message="the child to exit")
+    child.wait(timeout=10)
+    assert not process_running(child.pid)
