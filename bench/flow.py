@@ -21,6 +21,11 @@ POOL, POOL_LIMIT = "bench-fair", 4
 SAMPLE_S = 0.005
 
 
+def limit_pool() -> None:
+    """Give the pool its limit: a swarm of limit 30 then waits on it (the round trips of a busy pool)."""
+    set_pool_limit(_tasks().app, POOL, POOL_LIMIT)
+
+
 def _pooled_swarm(n: int, limit: int, ms: float = 10.0, weight: int = 1) -> Any:
     b = _tasks()
     config = SwarmConfig(max_concurrency=limit, pool=POOL, weight=weight)

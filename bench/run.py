@@ -149,6 +149,8 @@ def run_flow(size: Sizes, worker: Worker, probes: list[RedisProbe], state_url: s
     suite.warm_up(worker.slots)
     plain = suite.round_trips(state_url, size.n)
     pooled = suite.round_trips(state_url, size.n, pool=flow.POOL)
+    flow.limit_pool()
+    busy = suite.round_trips(state_url, size.n, pool=flow.POOL)
     key = "marginal_mageflow-worker_per_member"
     suite.clean(broker.client, state.client)
     fair = flow.fairness(size.fair_small, size.fair_big, size.fair_reps)
@@ -160,6 +162,8 @@ def run_flow(size: Sizes, worker: Worker, probes: list[RedisProbe], state_url: s
         "round_trips_plain": plain[key],
         "round_trips_pooled": pooled[key],
         "round_trips_extra": pooled[key] - plain[key],
+        "round_trips_pooled_busy": busy[key],
+        "round_trips_extra_busy": busy[key] - plain[key],
         "fairness": fair,
         "rate": rate,
     }

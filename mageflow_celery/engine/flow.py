@@ -27,6 +27,9 @@ POOL_GRACE_S = 30.0
 #: a grant a swarm may still use, so a process stalled between two steps cannot exceed the pool's limit.
 #: The margin to POOL_GRACE_S covers the clock difference of two Redis Cluster masters.
 GRANT_MAX_AGE_S = 10.0
+#: Grants a swarm alone on its pool may pass on to its next members before it asks the pool again: it bounds
+#: what a swarm can take ahead of a newcomer whose stop message was lost with a process (docs/pools.md).
+PASS_BUDGET = 64
 
 
 def settle(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[str, Transition]]:
@@ -42,14 +45,23 @@ def settle(rt: Runtime, swarm_id: str, tr: Transition) -> list[tuple[str, Transi
 
 
 def apply_grants(rt: Runtime, pool: str, settled: PoolSettlement) -> list[tuple[str, Transition]]:
-    """Hand each swarm its grants (it admits that many); grants a gone swarm cannot take go back."""
+    """Hand each swarm its grants (it admits that many; the pool's only swarm may pass them on), tell a swarm
+    that must stop passing tokens on; grants a gone swarm cannot take go back."""
     if settled.wake_at is not None:
         rt.store.schedule(pool_due_member(pool), settled.wake_at)
+    if settled.stop and settled.stop not in settled.grants:  # a grantee learns it with its grants
+        rt.store.stop_passing(settled.stop, settled.generation)
     out: list[tuple[str, Transition]] = []
     orphans: list[str] = []
     for swarm_id, grants in settled.grants.items():
         tr = rt.store.grant(
-            swarm_id, grants, settled.granted_at, GRANT_MAX_AGE_S, want_ctx=rt.cached_ctx(swarm_id) is None
+            swarm_id,
+            grants,
+            settled.granted_at,
+            GRANT_MAX_AGE_S,
+            want_ctx=rt.cached_ctx(swarm_id) is None,
+            pass_budget=PASS_BUDGET if swarm_id == settled.pass_to else 0,
+            generation=settled.generation,
         )
         if tr.status == "unknown":
             orphans += tr.flow.released

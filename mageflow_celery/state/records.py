@@ -118,7 +118,7 @@ def renewal_from(reply: Sequence[Any]) -> Renewal | None:
 @dataclass(frozen=True, slots=True)
 class PoolSettlement:
     """What a pool script handed out: grant ids per swarm (made at ``granted_at``, the pool's clock), when its
-    rate lets the next token out."""
+    rate lets the next token out, and its decisions about token passing (``docs/pools.md``)."""
 
     grants: dict[str, list[str]] = field(default_factory=dict)
     wake_at: float | None = None
@@ -126,6 +126,12 @@ class PoolSettlement:
     limit: int = 0
     dropped: int = 0
     granted_at: float = 0.0
+    #: The swarm whose grants come with a pass budget: it alone uses the pool ("" for none).
+    pass_to: str = ""
+    #: A swarm that must stop passing tokens on ("" for none).
+    stop: str = ""
+    #: The pool's generation of these decisions (a swarm ignores ones older than what it applied).
+    generation: int = 0
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> PoolSettlement:
@@ -135,7 +141,17 @@ class PoolSettlement:
             grants.setdefault(text(flat[i]), []).append(text(flat[i + 1]))
         wake = text(reply[1])
         wake_at = float(wake) if wake else None
-        return cls(grants, wake_at, int(reply[2]), int(float(text(reply[3]))), int(reply[4]), float(text(reply[5])))
+        return cls(
+            grants,
+            wake_at,
+            int(reply[2]),
+            int(float(text(reply[3]))),
+            int(reply[4]),
+            float(text(reply[5])),
+            text(reply[6]),
+            text(reply[7]),
+            int(text(reply[8])),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,14 +142,30 @@ class SwarmStore:
         return transition_from(self._run("resume", swarm_id, [int(want_ctx)]))
 
     def grant(
-        self, swarm_id: str, grants: Sequence[str], granted_at: float, max_age_s: float, want_ctx: bool
+        self,
+        swarm_id: str,
+        grants: Sequence[str],
+        granted_at: float,
+        max_age_s: float,
+        want_ctx: bool,
+        pass_budget: int = 0,
+        generation: int = 0,
     ) -> Transition:
         """Admit members with pool grants made at ``granted_at`` (the pool's clock; none if older than
-        ``max_age_s``); the unused ones come back in ``flow.released`` (``unknown``: all of them)."""
-        reply = self._run("grant", swarm_id, [int(want_ctx), repr(granted_at), repr(max_age_s), *grants])
+        ``max_age_s``); the unused ones come back in ``flow.released`` (``unknown``: all of them).
+
+        ``pass_budget``: how many grants its ended members may pass on to its next members without asking the
+        pool (0: none), the pool's decision at ``generation`` (``docs/pools.md``)."""
+        args = [int(want_ctx), repr(granted_at), repr(max_age_s), pass_budget, generation, *grants]
+        reply = self._run("grant", swarm_id, args)
         if text(reply[0]) == "unknown":
             return Transition("unknown", flow=Flow(released=[text(x) for x in reply[1]]))
         return transition_from(reply)
+
+    def stop_passing(self, swarm_id: str, generation: int) -> str:
+        """The swarm's members give their pool grants back again instead of passing them on (the pool's
+        decision at ``generation``): ``ok``, or ``unknown`` for a swarm that expired (nothing is written)."""
+        return text(self._run("nopass", swarm_id, [generation])[0])
 
     def wake(self, swarm_id: str, want_ctx: bool) -> Transition:
         """Admit what the swarm's rate allows now (its next slot came)."""

@@ -275,6 +275,7 @@ def test_no_script_creates_a_key_for_an_unknown_swarm(mageflow_app: Celery, mage
         store.resume(sid, want_ctx=False).status,
         store.cancel(sid).status,
         store.finalized(sid),
+        store.stop_passing(sid, 1),
     ]
 
     # Then each says the swarm is unknown and no key was created

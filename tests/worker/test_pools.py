@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from mageflow_celery import SwarmConfig, set_pool_limit, swarm
 from mageflow_celery.client.pools import get_pool
 from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.keys import PoolKeys
 from mageflow_celery.ops.cli import swarm as swarm_cli
 from mageflow_celery.testing import max_overlap, process_client, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
@@ -88,6 +89,28 @@ def test_members_of_three_swarms_never_hold_more_of_a_pools_tokens_than_its_limi
     wait_for(lambda: get_pool(mageflow_app, "api").in_use == 0, message="every token back")
     info = get_pool(mageflow_app, "api")
     assert (info.limit, info.in_use, info.waiting) == (3, 0, [])
+
+
+def test_a_swarm_alone_on_its_pool_passes_its_tokens_on_and_keeps_the_limit(
+    mageflow_app: Celery, mageflow_worker: WorkerFactory, mageflow_redis: redis.Redis
+) -> None:
+    # Given a pool of 2 and the only swarm on it: 10 calls, its own limit 4, on a worker with 6 slots
+    call, _ = _tasks(mageflow_app)
+    set_pool_limit(mageflow_app, "alone", 2)
+    mageflow_worker(pool="threads", concurrency=6)
+    cfg = SwarmConfig(pool="alone", max_concurrency=4)
+    res = swarm(tasks=[call.s(f"s{i}", want=2) for i in range(10)], config=cfg, is_swarm_closed=True, app=mageflow_app)
+
+    # When it runs to its end
+    assert res.apply_async().get(timeout=60) == [f"s{i}" for i in range(10)]
+
+    # Then 2 calls ran at once, never more, and the pool made only the 2 first grants: each ended member
+    # passed its token on to the next one (docs/pools.md)
+    rows = intervals(mageflow_redis)
+    assert len(rows) == 10 and max_overlap(rows) == 2
+    meta = PoolKeys(runtime_for(mageflow_app).store.prefix, "alone").all()[0]
+    assert mageflow_redis.hget(meta, "seq") == b"2"
+    wait_for(lambda: get_pool(mageflow_app, "alone").in_use == 0, message="every token back")
 
 
 def test_a_freed_token_goes_to_the_waiting_swarms_in_weighted_round_robin(

@@ -24,7 +24,7 @@ local FIELDS = {
   'state', 'closed', 'paused', 'limit', 'stop_after', 'max_tasks', 'total', 'n_initial',
   'registered', 'queued', 'dispatched', 'running', 'succeeded', 'failed', 'cancelled',
   'idle_ttl', 'result_ttl', 'ttl_at', 'dispatch_to', 'lease_s', 'fin', 'nerr', 'max_err',
-  'revoke_on_fail', 'admitted', 'pool', 'pool_on', 'rate_int', 'tat', 'weight', 'hl_sum',
+  'revoke_on_fail', 'admitted', 'pool', 'pool_on', 'rate_int', 'tat', 'weight', 'pass', 'pgen', 'hl_sum',
   'hl:0.005', 'hl:0.01', 'hl:0.025', 'hl:0.05', 'hl:0.1', 'hl:0.25', 'hl:0.5', 'hl:1', 'hl:2.5', 'hl:5', 'hl:10',
   'hl:+Inf',
 }
@@ -38,7 +38,7 @@ end
 local function load_meta()
   local vals = redis.call('HMGET', K_META, unpack(FIELDS))
   if not vals[1] then return nil end
-  local m = {_dirty = {}, _released = {}, _pool_want = 0}
+  local m = {_dirty = {}, _released = {}, _pool_want = 0, _freed = 0}
   for i, f in ipairs(FIELDS) do
     local v = vals[i]
     if TEXT[f] then m[f] = v or '' else m[f] = tonumber(v) or 0 end
@@ -214,6 +214,31 @@ local function admit(m, t, grants)
   return ids, sigs
 end
 
+-- Admit after members ended (report.lua). A pooled swarm its pool lets pass tokens (pass > 0: it was the
+-- only swarm using the pool, docs/pools.md) admits with the grants its ended members give back, up to its
+-- budget, instead of giving them back and asking again: the grant moves from one member's owner record to
+-- the next one's in this script, so the pool's count of tokens in use never changes. When every freed slot
+-- was filled that way, the swarm's demand did not grow (its queue only shrank) and the pool still holds a
+-- demand at least as high: nothing is left to settle, the transition costs no pool round trip.
+local function admit_passing(m, t)
+  if m.pool_on ~= 1 or m.pass <= 0 or #m._released == 0 then return admit(m, t) end
+  local passed = {}
+  for _ = 1, math.min(m.pass, #m._released) do passed[#passed + 1] = table.remove(m._released) end
+  local ids, sigs = admit(m, t, passed)
+  for i = #ids + 1, #passed do m._released[#m._released + 1] = passed[i] end
+  incr(m, 'pass', -#ids)
+  if #m._released == 0 and #ids == m._freed then m._pool_want = 0 end
+  return ids, sigs
+end
+
+-- A pool's decision about passing (grant.lua, nopass.lua), made at its generation gen: applied unless the
+-- swarm already applied a later one (two processes may deliver a pool's decisions out of order).
+local function set_pass(m, budget, gen)
+  if gen < m.pgen then return end
+  set(m, 'pass', budget)
+  set(m, 'pgen', gen)
+end
+
 -- A started, closed swarm with nothing left to run succeeds; returns 's' to the one caller that decided.
 local function maybe_finish(m, t)
   if m.state == 'running' and m.closed == 1
@@ -242,6 +267,7 @@ end
 -- to the pool (the caller settles m._released with the pool). The caller overwrites its mstate entry
 -- (ended()), which drops the owner record.
 local function release(m, idx, o)
+  m._freed = m._freed + 1
   if o and o.g ~= '' then m._released[#m._released + 1] = o.g end
   redis.call('ZREM', K_TOKENS, idx)
 end

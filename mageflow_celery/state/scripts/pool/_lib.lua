@@ -1,7 +1,8 @@
 -- pool/_lib.lua: shared by the scripts of one pool (prepended by scripts/__init__.py). A pool's keys share
 -- its own hash tag {pool:<name>}; no script touches a swarm's keys (F5).
 -- KEYS[1] meta     hash  limit (0: unlimited), rate_int (seconds between grants, 0: none), tat (the rate's
---                        next slot), seq (last grant id)
+--                        next slot), seq (last grant id), passer (the swarm that may pass tokens on, '' for
+--                        none), pgen (generation of the passing decisions)
 -- KEYS[2] holders  hash  grant id -> 'swarm id|granted at': the pool's tokens in use
 -- KEYS[3] ring     list  swarms waiting for tokens, in round-robin order (each once)
 -- KEYS[4] wants    hash  swarm id -> members it could admit if granted (its demand)
@@ -78,9 +79,39 @@ local function distribute(t)
   return out, wake
 end
 
+-- Token passing (docs/pools.md): while one swarm alone uses a pool without a rate (it is the only one
+-- granted or waiting), its ended members pass their grants on to its next members without asking the pool.
+-- The pool names that swarm its passer; when another swarm shows up (or the limit or rate changes) the
+-- passer is told to stop. Returns the swarm to give a pass budget with its grants ('' for none), the swarm
+-- to stop ('' for none: stop is the one the caller already took away) and the decision's generation.
+local function passing(grants, stop)
+  local passer = redis.call('HGET', K_META, 'passer') or ''
+  local seen, many = nil, false
+  local waiting = redis.call('LLEN', K_RING)
+  if waiting > 1 then many = true elseif waiting == 1 then seen = redis.call('LINDEX', K_RING, 0) end
+  local granted = {}
+  for i = 1, #grants, 2 do
+    granted[grants[i]] = true
+    if seen == nil then seen = grants[i] elseif seen ~= grants[i] then many = true end
+  end
+  local new = passer
+  if many or num(K_META, 'rate_int') > 0 then new = '' elseif seen then new = seen end
+  if new ~= passer then
+    if passer ~= '' then stop = passer end
+    redis.call('HSET', K_META, 'passer', new)
+    redis.call('HINCRBY', K_META, 'pgen', 1)
+  end
+  local pass_to = ''
+  if new ~= '' and granted[new] then pass_to = new end
+  return pass_to, stop, tostring(num(K_META, 'pgen'))
+end
+
 -- The reply of every script that hands tokens out: {{swarm, grant id, ...}, wake ('' or when the rate lets
 -- the next token out), in_use, limit, n dropped, granted at (the pool's clock; a swarm refuses grants older
--- than the reaper's grace, docs/pools.md)}.
-local function settled(t, grants, wake, dropped)
-  return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit'), dropped, tostring(t)}
+-- than the reaper's grace, docs/pools.md), pass_to, stop, generation (see passing())}. stop: a passer the
+-- calling script already took away ('' for none).
+local function settled(t, grants, wake, dropped, stop)
+  local pass_to, stopped, gen = passing(grants, stop or '')
+  return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit'), dropped, tostring(t), pass_to, stopped,
+    gen}
 end
