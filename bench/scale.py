@@ -42,11 +42,13 @@ FILL_CHUNK = 1000
 IDLE_MEMBERS = 3
 #: Lease of the one swarm made due for the control tick (the smallest ``SwarmConfig`` allows).
 CONTROL_LEASE_S = 1.0
-#: Members of the small swarm the big one is compared with (P3), and members driven in each.
+#: Members of each small swarm the big one is compared with (P3), and how many small swarms: every member
+#: of the small swarms is driven, and as many members spread over the big one.
 SMALL_N = 1000
-SAMPLE = 1000
-#: Rounds the driven sample is split into, alternating the big and the small swarm.
-ROUNDS = 3
+SMALL_SWARMS = 5
+SAMPLE = SMALL_N * SMALL_SWARMS
+#: Rounds the driven sample is split into, alternating the big and the small swarms (two per small swarm).
+ROUNDS = 2 * SMALL_SWARMS
 _RESULT = b"null"
 _MIB = 1024 * 1024
 
@@ -350,23 +352,26 @@ def drive_members(store: SwarmStore, probe: RedisProbe, swarm_id: str, indices: 
     return {"enqueue_us": (u1 - u0) / k, "receive_report_us": (u2 - u1) / k, "wall_us": 1e6 * (t2 - t0) / k}
 
 
-def compare_scripts(state_url: str, prefix: str, big: tuple[str, int], small: tuple[str, int]) -> dict[str, Any]:
-    """P3 at size: the per-member scripts on the big swarm vs the small one, a sample of members each,
-    in ``ROUNDS`` alternating rounds."""
+def compare_scripts(state_url: str, prefix: str, big: tuple[str, int], smalls: list[tuple[str, int]]) -> dict[str, Any]:
+    """P3 at size: the per-member scripts on the big swarm vs the small ones (all their members; as many
+    spread over the big one), in ``ROUNDS`` alternating rounds: round ``r`` drives half of small swarm
+    ``r // 2``. The median of the rounds is compared, so one noisy round moves nothing."""
     probe = RedisProbe("state", state_url)
     store = SwarmStore(redis.Redis.from_url(state_url), prefix)
-    picks = {name: _spread(size, SAMPLE) for name, (_, size) in (("big", big), ("small", small))}
+    big_picks = _spread(big[1], SAMPLE)
     runs: dict[str, list[dict[str, float]]] = {"big": [], "small": []}
     for r in range(ROUNDS):
+        small_id, small_n = smalls[(r // 2) % len(smalls)]
+        part = {"big": (big[0], big_picks[r::ROUNDS]), "small": (small_id, _spread(small_n, small_n)[r % 2 :: 2])}
         for name in ("big", "small") if r % 2 == 0 else ("small", "big"):
-            swarm_id = (big if name == "big" else small)[0]
-            runs[name].append(drive_members(store, probe, swarm_id, picks[name][r::ROUNDS]))
+            runs[name].append(drive_members(store, probe, *part[name]))
+    sampled = {"big": len(big_picks), "small": sum(n for _, n in smalls)}
     out: dict[str, Any] = {}
     for name, samples in runs.items():
         for key in ("enqueue_us", "receive_report_us", "wall_us"):
             out[f"{key}_{name}"] = med([s[key] for s in samples])
         out[f"script_us_per_member_{name}"] = out[f"enqueue_us_{name}"] + out[f"receive_report_us_{name}"]
-        out[f"sampled_{name}"] = len(picks[name])
+        out[f"sampled_{name}"] = sampled[name]
     out["script_cost_ratio"] = out["script_us_per_member_big"] / out["script_us_per_member_small"]
     out["receive_report_ratio"] = out["receive_report_us_big"] / out["receive_report_us_small"]
     return out
@@ -376,18 +381,18 @@ def run_stream(n: int, batch: int, broker_url: str, state_url: str) -> dict[str,
     """P9: in a child process, add ``n`` no-op members to one started open swarm from a generator, in
     batches of ``batch`` (``Swarm.add_tasks``): the child's peak RSS, wall time, members/s, and the state
     Redis's memory after. Then P3 at that size: the per-member state scripts on that swarm vs on a swarm
-    of ``SMALL_N`` members streamed the same way (``script_cost_ratio``, big / small). Both swarms are
-    deleted at the end."""
+    of ``SMALL_N`` members streamed the same way (``script_cost_ratio``, big / small; ``SMALL_SWARMS`` of
+    them, for a sample as big as the big swarm's). The swarms are deleted at the end."""
     env = {**os.environ, "BENCH_BROKER_URL": broker_url, "BENCH_STATE_URL": state_url}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    small = _child(SMALL_N, min(batch, SMALL_N), env)
+    smalls = [_child(SMALL_N, min(batch, SMALL_N), env) for _ in range(SMALL_SWARMS)]
     state = redis.Redis.from_url(state_url)
     used_before = int(state.info("memory")["used_memory"])
     big = _child(n, batch, env)
     used_after = int(state.info("memory")["used_memory"])
-    p3 = compare_scripts(state_url, big["prefix"], (big["swarm_id"], n), (small["swarm_id"], SMALL_N))
+    p3 = compare_scripts(state_url, big["prefix"], (big["swarm_id"], n), [(x["swarm_id"], SMALL_N) for x in smalls])
     store = SwarmStore(state, big["prefix"])
-    for swarm_id in (big["swarm_id"], small["swarm_id"]):
+    for swarm_id in [big["swarm_id"], *(x["swarm_id"] for x in smalls)]:
         state.unlink(*store.keys(swarm_id).all())
         state.zrem(due_key(store.prefix), swarm_id)
         state.zrem(index_key(store.prefix), swarm_id)
