@@ -38,8 +38,10 @@ key                           type   content
                                      by the reaper to each swarm's real next deadline, dropped when none
 ``<p>:reaper``                str    lock held by the worker whose reaper is active
 ``<p>:pools``                 set    names of the pools used under this prefix
-``<p>:pool:{pool:<n>}:meta``  hash   pool ``n``: limit, rate_int, tat (the rate's next slot), seq
+``<p>:pool:{pool:<n>}:meta``  hash   pool ``n``: limit, rate_int, tat (the rate's next slot), seq,
+                                     passer, pgen (token passing, docs/pools.md)
 ``<p>:pool:{pool:<n>}:holders`` hash grant id -> ``swarm|granted at``: the pool's tokens in use
+``<p>:pool:{pool:<n>}:held``  hash   swarm id -> tokens of ``:holders`` it holds
 ``<p>:pool:{pool:<n>}:ring``  list   swarms waiting for tokens, round-robin order (``:wants``,
                                      ``:weights``, ``:credit`` hashes: their demand, weight, turn)
 ``<p>:stats``                 hash   counters for the metrics: members admitted / succeeded / failed /
@@ -162,8 +164,9 @@ class PoolKeys:
         return f"{self.prefix}:pool:{{pool:{self.name}}}"
 
     def all(self) -> list[str]:
-        """meta, holders, ring, wants, weights, credit: the order every pool script receives them in."""
-        return [f"{self._base}:{part}" for part in ("meta", "holders", "ring", "wants", "weights", "credit")]
+        """meta, holders, ring, wants, weights, credit, held: the order every pool script receives them in."""
+        parts = ("meta", "holders", "ring", "wants", "weights", "credit", "held")
+        return [f"{self._base}:{part}" for part in parts]
 
 
 def pools_key(prefix: str) -> str:

@@ -81,7 +81,8 @@ def test_quick_benchmark_run_writes_every_measurement_and_target(tmp_path: Path)
     assert results["reaper"]["due_acted"] is True and results["reaper"]["due_poll_acted"] is True
     assert results["reaper"]["open"] == 2000 and results["reaper"]["finished"] == 2000
     assert results["stream"]["n"] == 5000 and results["stream"]["rss_peak_mib"] > 0
-    assert results["flow"]["round_trips_pooled"] > 0
+    assert results["stream"]["sampled_small"] == results["stream"]["sampled_big"] == 5000
+    assert results["flow"]["round_trips_pooled"] > 0 and results["flow"]["round_trips_pooled_busy"] > 0
     assert len(results["flow"]["fairness"]["shared_s"]) == 1 and results["flow"]["fairness"]["samples"] > 0
     assert results["flow"]["rate"]["n"] == 10
     assert {t["id"] for t in results["targets"]} == {"P1a", "P1b", "P1c", "P1d", "P2", "P3", "P4"} | {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from ..errors import StateStoreError
 from ..keys import pool_due_member
 from ..state.records import PoolSettlement, Transition
 from .runtime import Runtime
@@ -50,7 +51,10 @@ def apply_grants(rt: Runtime, pool: str, settled: PoolSettlement) -> list[tuple[
     if settled.wake_at is not None:
         rt.store.schedule(pool_due_member(pool), settled.wake_at)
     if settled.stop and settled.stop not in settled.grants:  # a grantee learns it with its grants
-        rt.store.stop_passing(settled.stop, settled.generation)
+        try:
+            rt.store.stop_passing(settled.stop, settled.generation)
+        except StateStoreError:  # a lost stop: it passes at most its budget on (docs/pools.md); grants go on
+            logger.warning("pool %s: telling swarm %s to stop passing failed", pool, settled.stop, exc_info=True)
     out: list[tuple[str, Transition]] = []
     orphans: list[str] = []
     for swarm_id, grants in settled.grants.items():

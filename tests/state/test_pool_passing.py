@@ -15,6 +15,7 @@ from mageflow_celery import SwarmConfig, get_pool, set_pool_limit, swarm
 from mageflow_celery.engine.dispatch import follow
 from mageflow_celery.engine.flow import PASS_BUDGET
 from mageflow_celery.engine.runtime import runtime_for
+from mageflow_celery.errors import StateStoreError
 from mageflow_celery.keys import FINAL_STEP, PoolKeys
 from mageflow_celery.state.records import Transition
 from mageflow_celery.state.store import SwarmStore
@@ -149,3 +150,65 @@ def test_a_pools_older_decision_never_overrides_a_newer_one(mageflow_app: Celery
     # And one decided at generation 8 applies
     store.grant(sid, [], 0.0, 10.0, want_ctx=False, pass_budget=5, generation=8)
     assert _pass(store, sid) == 5
+
+
+def test_two_swarms_holding_tokens_of_a_pool_with_room_pass_nothing_on(
+    mageflow_app: Celery, mageflow_redis: redis.Redis
+) -> None:
+    # Given a pool of 10 and two swarms on it, each at its own limit of 2 (neither waits on the pool)
+    set_pool_limit(mageflow_app, "roomy", 10)
+    store = runtime_for(mageflow_app).store
+    x = _pooled(mageflow_app, "roomy", 6, limit=2)
+    y = _pooled(mageflow_app, "roomy", 6, limit=2)
+    meta = PoolKeys(store.prefix, "roomy").all()[0]
+
+    # When their members end in turn (each ending swarm settles alone with the pool)
+    for i in range(4):
+        for sid in (x, y):
+            _end(mageflow_app, sid, i)
+
+            # Then neither is named the pool's passer (the other holds tokens): no passing, no stop to send
+            assert mageflow_redis.hget(meta, "passer") in (None, b"")
+            assert (_pass(store, x), _pass(store, y)) == (0, 0)
+    assert get_pool(mageflow_app, "roomy").holders == {x: 2, y: 2}
+
+
+def test_a_finished_passer_needs_no_stop_and_the_next_swarm_passes(
+    mageflow_app: Celery, mageflow_redis: redis.Redis
+) -> None:
+    # Given the only swarm on a pool, passing its tokens on until it finished
+    set_pool_limit(mageflow_app, "relay", 2)
+    store = runtime_for(mageflow_app).store
+    first = _pooled(mageflow_app, "relay", 3, limit=2)
+    for i in range(3):
+        _end(mageflow_app, first, i)
+    generation = store.meta_field(first, "pgen")
+
+    # When another swarm starts alone on the pool
+    second = _pooled(mageflow_app, "relay", 3, limit=2)
+
+    # Then the finished one was not told anything, and the new one passes
+    assert store.meta_field(first, "pgen") == generation
+    assert _pass(store, second) == PASS_BUDGET
+
+
+def test_a_stop_that_fails_to_reach_the_passer_holds_back_no_other_grant(
+    mageflow_app: Celery, mageflow_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pool of 2 whose only swarm holds 1 token and passes it on, and the passer's slot failing
+    set_pool_limit(mageflow_app, "flaky", 2)
+    store = runtime_for(mageflow_app).store
+    x = _pooled(mageflow_app, "flaky", 3, limit=1)
+
+    def down(swarm_id: str, generation: int) -> str:
+        raise StateStoreError(f"swarm {swarm_id}: nopass failed: connection reset")
+
+    monkeypatch.setattr(store, "stop_passing", down)
+
+    # When another swarm starts on the pool (the settle grants it the free token and asks x to stop)
+    y = _pooled(mageflow_app, "flaky", 3, limit=1)
+
+    # Then the newcomer still got its grant and admitted a member; x, not told, passes at most its budget
+    assert store.member_states(y) == {0: "d"}
+    assert get_pool(mageflow_app, "flaky").holders == {x: 1, y: 1}
+    assert _pass(store, x) == PASS_BUDGET

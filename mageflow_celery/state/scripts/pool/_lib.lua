@@ -8,7 +8,10 @@
 -- KEYS[4] wants    hash  swarm id -> members it could admit if granted (its demand)
 -- KEYS[5] weights  hash  swarm id -> its weight (tokens per turn)
 -- KEYS[6] credit   hash  swarm id -> tokens left in its current turn
+-- KEYS[7] held     hash  swarm id -> how many of holders' grants it holds (a pool that already had grants when
+--                        this hash came in counts them from their release: a count never goes below 0)
 local K_META, K_HOLDERS, K_RING, K_WANTS, K_WEIGHTS, K_CREDIT = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local K_HELD = KEYS[7]
 
 local function now()
   local t = redis.call('TIME')
@@ -17,6 +20,20 @@ end
 
 local function num(key, field)
   return tonumber(redis.call('HGET', key, field)) or 0
+end
+
+-- A grant made to a swarm, and one freed (given back, or dropped by the reaper): holders and held agree.
+local function hold(g, swarm, t)
+  redis.call('HSET', K_HOLDERS, g, swarm .. '|' .. t)
+  redis.call('HINCRBY', K_HELD, swarm, 1)
+end
+
+local function unhold(g)
+  local v = redis.call('HGET', K_HOLDERS, g)
+  if not v then return end
+  redis.call('HDEL', K_HOLDERS, g)
+  local swarm = string.match(v, '^(.*)|[^|]*$')
+  if swarm and redis.call('HINCRBY', K_HELD, swarm, -1) <= 0 then redis.call('HDEL', K_HELD, swarm) end
 end
 
 -- A swarm stops waiting (its demand is met, it ended, or it said it wants nothing).
@@ -55,7 +72,7 @@ local function distribute(t)
         tat = math.max(tat, t) + rate
       end
       local g = tostring(redis.call('HINCRBY', K_META, 'seq', 1))
-      redis.call('HSET', K_HOLDERS, g, swarm .. '|' .. t)
+      hold(g, swarm, t)
       out[#out + 1] = swarm; out[#out + 1] = g
       free = free - 1
       demand = demand - 1
@@ -79,11 +96,13 @@ local function distribute(t)
   return out, wake
 end
 
--- Token passing (docs/pools.md): while one swarm alone uses a pool without a rate (it is the only one
--- granted or waiting), its ended members pass their grants on to its next members without asking the pool.
--- The pool names that swarm its passer; when another swarm shows up (or the limit or rate changes) the
--- passer is told to stop. Returns the swarm to give a pass budget with its grants ('' for none), the swarm
--- to stop ('' for none: stop is the one the caller already took away) and the decision's generation.
+-- Token passing (docs/pools.md): while one swarm alone uses a pool without a rate (it is the only one granted
+-- or waiting, and no other swarm holds a token), its ended members pass their grants on to its next members
+-- without asking the pool. The pool names that swarm its passer; when another swarm shows up (or the limit
+-- or rate changes) the passer is told to stop. A passer that holds no token any more (it finished) needs no
+-- stop: it can pass only grants it holds, and any grant comes with a new decision. Returns the swarm to give
+-- a pass budget with its grants ('' for none), the swarm to stop ('' for none: stop is the one the caller
+-- already took away) and the decision's generation.
 local function passing(grants, stop)
   local passer = redis.call('HGET', K_META, 'passer') or ''
   local seen, many = nil, false
@@ -94,10 +113,15 @@ local function passing(grants, stop)
     granted[grants[i]] = true
     if seen == nil then seen = grants[i] elseif seen ~= grants[i] then many = true end
   end
-  local new = passer
+  local holds = passer ~= '' and redis.call('HEXISTS', K_HELD, passer) == 1
+  local new = holds and passer or ''
   if many or num(K_META, 'rate_int') > 0 then new = '' elseif seen then new = seen end
+  if new ~= '' then
+    local n_held = redis.call('HLEN', K_HELD)
+    if n_held > 1 or (n_held == 1 and redis.call('HEXISTS', K_HELD, new) == 0) then new = '' end
+  end
   if new ~= passer then
-    if passer ~= '' then stop = passer end
+    if holds then stop = passer end
     redis.call('HSET', K_META, 'passer', new)
     redis.call('HINCRBY', K_META, 'pgen', 1)
   end

@@ -7,7 +7,7 @@ local t = now()
 local dropped = 0
 for i = 1, #ARGV, 2 do
   if redis.call('HGET', K_HOLDERS, ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', K_HOLDERS, ARGV[i])
+    unhold(ARGV[i])
     dropped = dropped + 1
   end
 end

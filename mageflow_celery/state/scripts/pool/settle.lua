@@ -5,7 +5,7 @@
 -- ARGV[2] its demand (members it could admit now)   ARGV[3] its weight   ARGV[4 ..] grant ids given back
 -- Returns: see settled() in pool/_lib.lua
 local t = now()
-for i = 4, #ARGV do redis.call('HDEL', K_HOLDERS, ARGV[i]) end
+for i = 4, #ARGV do unhold(ARGV[i]) end
 if ARGV[1] ~= '' then want(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])) end
 local grants, wake = distribute(t)
 return settled(t, grants, wake, 0)
