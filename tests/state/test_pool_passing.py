@@ -212,3 +212,21 @@ def test_a_stop_that_fails_to_reach_the_passer_holds_back_no_other_grant(
     assert store.member_states(y) == {0: "d"}
     assert get_pool(mageflow_app, "flaky").holders == {x: 1, y: 1}
     assert _pass(store, x) == PASS_BUDGET
+
+
+def test_an_idle_pool_starts_its_counts_afresh_after_a_grant_freed_without_counting(
+    mageflow_app: Celery, mageflow_redis: redis.Redis
+) -> None:
+    # Given a swarm's grant freed the way a worker of an older version frees it (holders only, not held)
+    set_pool_limit(mageflow_app, "legacy", 2)
+    store = runtime_for(mageflow_app).store
+    old = _pooled(mageflow_app, "legacy", 1, limit=1)
+    keys = PoolKeys(store.prefix, "legacy").all()
+    (grant,) = mageflow_redis.hkeys(keys[1])
+    mageflow_redis.hdel(keys[1], grant)
+    assert mageflow_redis.hgetall(keys[6]) == {old.encode(): b"1"}
+
+    # When the pool settles while idle, then a swarm alone on it passes again (the stale count is gone)
+    store.pool_settle("legacy", "", 0, 1, [])
+    assert mageflow_redis.exists(keys[6]) == 0
+    assert _pass(store, _pooled(mageflow_app, "legacy", 3, limit=2)) == PASS_BUDGET

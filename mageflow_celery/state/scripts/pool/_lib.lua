@@ -135,6 +135,8 @@ end
 -- than the reaper's grace, docs/pools.md), pass_to, stop, generation (see passing())}. stop: a passer the
 -- calling script already took away ('' for none).
 local function settled(t, grants, wake, dropped, stop)
+  -- an idle pool starts its counts afresh (a worker of an older version frees grants without counting)
+  if redis.call('HLEN', K_HOLDERS) == 0 then redis.call('DEL', K_HELD) end
   local pass_to, stopped, gen = passing(grants, stop or '')
   return {grants, wake, redis.call('HLEN', K_HOLDERS), num(K_META, 'limit'), dropped, tostring(t), pass_to, stopped,
     gen}
