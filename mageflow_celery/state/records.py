@@ -169,6 +169,8 @@ class PoolView:
     waiting: list[tuple[str, int]]
     #: The rate as it was set (``"10/s"``), or ``""``.
     rate: str = ""
+    #: Grants it has made so far (its last grant id).
+    grants_made: int = 0
 
 
 @dataclass(frozen=True, slots=True)

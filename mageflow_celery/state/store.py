@@ -433,6 +433,7 @@ class SwarmStore:
             holders={text(holders[i]): text(holders[i + 1]) for i in range(0, len(holders), 2)},
             waiting=[(text(waiting[i]), int(text(waiting[i + 1]))) for i in range(0, len(waiting), 2)],
             rate=text(reply[6]) if len(reply) > 6 else "",
+            grants_made=int(text(reply[7])) if len(reply) > 7 else 0,
         )
 
     def register_pool(self, name: str) -> None:

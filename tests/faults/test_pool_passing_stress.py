@@ -10,14 +10,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from celery import Celery
 from faultkit import Faults, assert_counted_once, finish, quiesce
 
 from mageflow_celery import SwarmConfig, set_pool_limit, swarm
 from mageflow_celery.client.pools import get_pool
 from mageflow_celery.engine.runtime import runtime_for
-from mageflow_celery.keys import PoolKeys
 from mageflow_celery.testing import PeakSampler, max_overlap, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker, pytest.mark.slow]
@@ -47,16 +45,11 @@ def _start(app: Celery, pool: str, n: int, limit: int) -> str:
     return str(s.apply_async().id)
 
 
-def _grants_made(app: Celery, r: redis.Redis, pool: str) -> int:
-    """How many grants the pool has made so far (its grant ids count up)."""
-    return int(r.hget(PoolKeys(runtime_for(app).store.prefix, pool).all()[0], "seq") or 0)
-
-
 def _passing(faults: Faults, app: Celery, swarm_id: str, pool: str, started: int) -> None:
     """Wait until ``started`` members of the swarm started, and check they ran on fewer grants than that: its
     ended members passed their tokens on (docs/pools.md, step 5)."""
     wait_for(lambda: len(faults.starts(swarm_id)) >= started, timeout_s=30, message=f"{started} members to start")
-    assert _grants_made(app, faults.probe, pool) < len(faults.starts(swarm_id))
+    assert runtime_for(app).store.pool_view(pool).grants_made < len(faults.starts(swarm_id))
 
 
 def _all_tokens_back(app: Celery, pool: str, limit: int) -> None:

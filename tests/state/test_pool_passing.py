@@ -47,21 +47,22 @@ def _pass(store: SwarmStore, sid: str) -> int:
     return int(store.meta_field(sid, "pass") or 0)
 
 
-def _grants_made(r: redis.Redis, app: Celery, pool: str) -> int:
-    """How many grants the pool has made (its grant ids count up)."""
-    return int(r.hget(PoolKeys(runtime_for(app).store.prefix, pool).all()[0], "seq") or 0)
+def _alone(app: Celery, pool: str, pool_limit: int, n: int, limit: int) -> tuple[SwarmStore, str]:
+    """The only swarm on ``pool`` (limit ``pool_limit``): it was granted a pass budget."""
+    set_pool_limit(app, pool, pool_limit)
+    store = runtime_for(app).store
+    sid = _pooled(app, pool, n, limit=limit)
+    assert _pass(store, sid) == PASS_BUDGET
+    return store, sid
 
 
 def test_the_only_swarm_on_a_pool_passes_its_grants_on_without_asking_the_pool(
     mageflow_app: Celery, mageflow_redis: redis.Redis
 ) -> None:
     # Given a pool of 2 and the only swarm on it (6 members, its own limit 3): 2 admitted with 2 grants
-    set_pool_limit(mageflow_app, "solo", 2)
-    store = runtime_for(mageflow_app).store
-    sid = _pooled(mageflow_app, "solo", 6, limit=3)
+    store, sid = _alone(mageflow_app, "solo", 2, 6, limit=3)
     held = store.held_grants(sid)
-    assert held is not None and len(held) == 2 and _grants_made(mageflow_redis, mageflow_app, "solo") == 2
-    assert _pass(store, sid) == PASS_BUDGET
+    assert held is not None and len(held) == 2 and store.pool_view("solo").grants_made == 2
 
     # When its members end one by one
     transitions = [_end(mageflow_app, sid, i) for i in range(4)]
@@ -70,7 +71,7 @@ def test_the_only_swarm_on_a_pool_passes_its_grants_on_without_asking_the_pool(
     # pool, the pool made no new grant, and the swarm's members hold the same 2 grants
     assert [[a.index for a in tr.admitted] for tr in transitions] == [[2], [3], [4], [5]]
     assert all(tr.flow.released == [] and tr.flow.pool_want == 0 for tr in transitions)
-    assert _grants_made(mageflow_redis, mageflow_app, "solo") == 2
+    assert store.pool_view("solo").grants_made == 2
     assert store.held_grants(sid) == held
     assert _pass(store, sid) == PASS_BUDGET - 4
     info = get_pool(mageflow_app, "solo")
@@ -86,10 +87,7 @@ def test_a_newcomer_on_the_pool_stops_the_passing_and_gets_the_next_token(
     mageflow_app: Celery, mageflow_redis: redis.Redis
 ) -> None:
     # Given a pool of 1 and swarm A passing its token on
-    set_pool_limit(mageflow_app, "pair", 1)
-    store = runtime_for(mageflow_app).store
-    a = _pooled(mageflow_app, "pair", 5, limit=1)
-    assert _pass(store, a) == PASS_BUDGET
+    store, a = _alone(mageflow_app, "pair", 1, 5, limit=1)
 
     # When swarm B starts on the same pool (it waits: the token is A's)
     b = _pooled(mageflow_app, "pair", 2, limit=1)
@@ -107,10 +105,7 @@ def test_a_new_limit_stops_the_passing_and_the_swarm_keeps_only_what_the_new_lim
     mageflow_app: Celery, mageflow_redis: redis.Redis
 ) -> None:
     # Given a pool of 3 and the only swarm on it, its 3 members holding the tokens and passing them on
-    set_pool_limit(mageflow_app, "shrink", 3)
-    store = runtime_for(mageflow_app).store
-    sid = _pooled(mageflow_app, "shrink", 8, limit=3)
-    assert _pass(store, sid) == PASS_BUDGET
+    store, sid = _alone(mageflow_app, "shrink", 3, 8, limit=3)
 
     # When the limit is lowered to 1
     set_pool_limit(mageflow_app, "shrink", 1)

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from mageflow_celery import SwarmConfig, set_pool_limit, swarm
 from mageflow_celery.client.pools import get_pool
 from mageflow_celery.engine.runtime import runtime_for
-from mageflow_celery.keys import PoolKeys
 from mageflow_celery.ops.cli import swarm as swarm_cli
 from mageflow_celery.testing import max_overlap, process_client, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
@@ -108,8 +107,7 @@ def test_a_swarm_alone_on_its_pool_passes_its_tokens_on_and_keeps_the_limit(
     # passed its token on to the next one (docs/pools.md)
     rows = intervals(mageflow_redis)
     assert len(rows) == 10 and max_overlap(rows) == 2
-    meta = PoolKeys(runtime_for(mageflow_app).store.prefix, "alone").all()[0]
-    assert mageflow_redis.hget(meta, "seq") == b"2"
+    assert runtime_for(mageflow_app).store.pool_view("alone").grants_made == 2
     wait_for(lambda: get_pool(mageflow_app, "alone").in_use == 0, message="every token back")
 
 
