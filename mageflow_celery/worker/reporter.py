@@ -38,7 +38,8 @@ class Reporter:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._queue: queue.SimpleQueue[tuple[str, int, str, Any]] = queue.SimpleQueue()
+        #: Outcomes for the thread: (swarm id, index, kind, value, whether value is encoded already).
+        self._queue: queue.SimpleQueue[tuple[str, int, str, Any, bool]] = queue.SimpleQueue()
         self._pending = 0
         self._cond = threading.Condition()
         self._pid = -1
@@ -55,11 +56,21 @@ class Reporter:
         self._closing: ReportingProcess | None = None
 
     def submit(self, swarm_id: str, index: int, kind: str, value: Any) -> None:
-        """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``."""
+        """Queue one final outcome: kind ``s`` (value = result), ``f`` (value = error record) or ``x``.
+
+        With a reporting process, the outcome is encoded and written to it at once when that cannot block
+        (:meth:`~.reporting.ReportingProcess.send_now`), without waking the thread."""
+        encoded = False
+        process = self._process
+        if process is not None:
+            swarm_id, index, kind, value = self._encoded(swarm_id, index, kind, value)
+            encoded = True
+            if process.send_now([(swarm_id, index, kind, value)]):
+                return
         self._ensure_thread()
         with self._cond:
             self._pending += 1
-        self._queue.put((swarm_id, index, kind, value))
+        self._queue.put((swarm_id, index, kind, value, encoded))
 
     def offload(self, shared: bool = False) -> None:
         """Hand batches to a reporting process forked now (in the worker's main process, before its pool
@@ -137,7 +148,7 @@ class Reporter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            encoded = [self._encoded(*outcome) for outcome in batch]
+            encoded = [(s, i, k, v) if done else self._encoded(s, i, k, v) for s, i, k, v, done in batch]
             if not self._hand_over(encoded):
                 self._handle(encoded)
             with self._cond:

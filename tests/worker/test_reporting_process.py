@@ -25,7 +25,7 @@ from mageflow_celery.signals import swarm_finished
 from mageflow_celery.testing import process_client, process_running, wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
 from mageflow_celery.worker.parts import reporter
-from mageflow_celery.worker.reporting import Outcome, ReportingProcess
+from mageflow_celery.worker.reporting import SEND_NOW_MAX, Outcome, ReportingProcess
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -172,3 +172,24 @@ def test_the_reporting_process_exits_when_its_worker_exits(tmp_path: Path) -> No
 
     # (an exited orphan may stay a zombie: nothing in this container is sure to reap it)
     wait_for(lambda: not process_running(pid), timeout_s=10, message="the orphaned reporting process to exit")
+
+
+def test_send_now_writes_only_what_cannot_block_and_loses_nothing(mageflow_redis_url: str) -> None:
+    """A task's thread writes its outcome itself only when that cannot block; what it could not write is left
+    to the caller (the reporter thread's queue), and everything written is reported exactly once."""
+    client = redis.Redis.from_url(mageflow_redis_url)
+    process = ReportingProcess(_held_handler(mageflow_redis_url), batch_max=1000)
+    assert not process.send_now([("s1", -1, "s", b"x" * (SEND_NOW_MAX + 1))])  # too big for one atomic write
+    written: list[int] = []
+    for i in range(100_000):  # the handler holds its first batch: the pipe fills up
+        if not process.send_now([("s1", i, "s", b"null")]):
+            break
+        written.append(i)
+    assert 0 < len(written) < 100_000  # the full pipe was noticed instead of blocking
+    assert not process.drained(timeout_s=0.1)
+    client.set("test:go", 1)
+    process.close()
+    process.join()
+
+    assert [int(x) for x in client.lrange("test:reported", 0, -1)] == written
+    assert not process.send_now([("s1", 0, "s", b"null")])  # closed: nothing written, no error
