@@ -85,6 +85,16 @@ def pair(value: Any) -> tuple[int, int]:
     return int(head), int(tail or 0)
 
 
+#: What ``receive.lua`` answers: verdict (``ok``, ``drop``, ``dup``, ``ignore``, ``unknown``), the pool grants a
+#: member dropped at receipt gave back, and its swarm's pool.
+Receipt = tuple[str, list[str], str]
+
+
+def receipt_from(reply: Sequence[Any]) -> Receipt:
+    released = [text(x) for x in reply[1]] if len(reply) > 1 and reply[1] else []
+    return text(reply[0]), released, text(reply[2]) if len(reply) > 2 else ""
+
+
 def transition_from(reply: Sequence[Any]) -> Transition:
     status = text(reply[0])
     if len(reply) < 2:

@@ -35,13 +35,21 @@ from .records import (
     PoolSettlement,
     PoolView,
     Reaped,
+    Receipt,
     Renewal,
     Transition,
+    receipt_from,
     renewal_from,
     text,
     transition_from,
 )
 from .scripts import SOURCES
+
+
+def receive_args(index: int, step: int, token: str, epoch: int | None, prev_token: str) -> list[Any]:
+    """``ARGV`` of ``receive.lua``."""
+    return [index, step, token, "" if epoch is None else epoch, prev_token]
+
 
 #: Where a walk over the index of unfinished swarms stands: the score of the last entry read and how many
 #: entries of that score were read (:meth:`SwarmStore.unfinished_page`).
@@ -102,11 +110,18 @@ class SwarmStore:
 
     def receive_full(
         self, swarm_id: str, index: int, step: int, token: str, epoch: int | None = None, prev_token: str = ""
-    ) -> tuple[str, list[str], str]:
+    ) -> Receipt:
         """:meth:`receive`, with the pool grants a dropped member gave back and its swarm's pool."""
-        reply = self._run("receive", swarm_id, [index, step, token, "" if epoch is None else epoch, prev_token])
-        released = [text(x) for x in reply[1]] if len(reply) > 1 and reply[1] else []
-        return text(reply[0]), released, text(reply[2]) if len(reply) > 2 else ""
+        return receipt_from(self._run("receive", swarm_id, receive_args(index, step, token, epoch, prev_token)))
+
+    def script_sha(self, name: str) -> str:
+        """The SHA1 of a script, loaded into Redis now (for calls made on a connection of their own)."""
+        script = self._scripts[name]
+        try:
+            self.client.script_load(script.script)
+        except redis.RedisError as exc:
+            raise StateStoreError(f"loading {name} failed: {exc}") from exc
+        return str(script.sha)
 
     def handoff(self, swarm_id: str, index: int, token: str, min_step: int) -> str:
         """The delivery holding ``token`` hands the member on to a message it published (``ok``/``noop``)."""

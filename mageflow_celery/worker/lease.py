@@ -113,6 +113,13 @@ class LeaseKeeper:
             token, deadline = self._released.get((swarm_id, index), ("", 0.0))
         return token if deadline > time.monotonic() else ""
 
+    def let_go(self, swarm_id: str, index: int, token: str) -> None:
+        """A delivery that took ``token`` at receipt and that this worker let go before Celery took it (the
+        consumer stopped): the member's next delivery here may take that lease over at once."""
+        keep_s = max(self._lease_s.get(swarm_id, 0.0), RELEASED_KEEP_S)
+        with self._lock:
+            self._released[(swarm_id, index)] = (token, time.monotonic() + keep_s)
+
     def held(self) -> dict[str, list[tuple[int, str]]]:
         """``(index, token)`` of the deliveries still held, by swarm; finished ones are forgotten."""
         out: dict[str, list[tuple[int, str]]] = {}
