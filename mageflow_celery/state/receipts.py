@@ -19,7 +19,7 @@ import redis
 from .records import Receipt, receipt_from
 from .store import SwarmStore, receive_args
 
-#: The connection's name in ``CLIENT LIST``.
+#: The connection's name in ``CLIENT LIST``, unless the state URL names its connections (``client_name``).
 CLIENT_NAME = "mageflow-gate"
 
 
@@ -51,8 +51,9 @@ class ReceiptChannel:
         self._conn: Any = cast(Any, store.client.connection_pool.make_connection())  # redis-py leaves it untyped
         try:
             self._conn.connect()
-            self._conn.send_command("CLIENT", "SETNAME", CLIENT_NAME)
-            self._conn.read_response()
+            if not store.client.connection_pool.connection_kwargs.get("client_name"):
+                self._conn.send_command("CLIENT", "SETNAME", CLIENT_NAME)
+                self._conn.read_response()
         except Exception:
             self._conn.disconnect()
             raise

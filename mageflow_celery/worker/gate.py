@@ -132,6 +132,8 @@ class AsyncGate:
         self._pending: deque[_Waiting] = deque()
         self._closed_until = 0.0
         self._stopped = False
+        #: When the gate last handed a message on (a solo pool runs the task meanwhile, on this thread).
+        self._progress_at = 0.0
         self._timer = hub.call_repeatedly(CHECK_S, self._check)
         #: Receipts sent without waiting (for tests and benchmarks).
         self.sent = 0
@@ -190,12 +192,16 @@ class AsyncGate:
                 else:
                     verdict = _settle(self.rt, waiting.headers, waiting.token, reply)
                 _proceed(waiting.proceed, verdict)
+                self._progress_at = time.monotonic()
         except Exception:
             logger.warning("mageflow start gate: its Redis connection failed; gating while waiting", exc_info=True)
             self._break()
 
     def _check(self) -> None:
-        if self._pending and time.monotonic() - self._pending[0].sent_at > REPLY_TIMEOUT_S:
+        if not self._pending:
+            return
+        waited = time.monotonic() - max(self._pending[0].sent_at, self._progress_at)
+        if waited > REPLY_TIMEOUT_S:
             logger.warning("mageflow start gate: no receipt for %.1f s; gating while waiting", REPLY_TIMEOUT_S)
             self._break()
 
