@@ -70,10 +70,7 @@ def gate(rt: Runtime, ref: MemberRef, headers: dict[str, Any], previous: str | N
     """Run the start gate for one delivery whose message headers are ``headers`` (updated in place), waiting
     for the verdict. ``previous``: a lease token this delivery may take over (default: one of a delivery of
     the member this worker let go)."""
-    token = uuid.uuid4().hex
-    if previous is None:
-        previous = leases(rt).released_token(ref.swarm_id, ref.index)
-    headers.pop(LEASE_HEADER, None)
+    token, previous = _prepare(rt, ref, headers, previous)
     try:
         receipt = with_retries(
             f"swarm {ref.swarm_id}: receive",
@@ -90,6 +87,15 @@ def gate(rt: Runtime, ref: MemberRef, headers: dict[str, Any], previous: str | N
         logger.exception("swarm %s: recording receipt of member %d failed; it runs untracked", ref.swarm_id, ref.index)
         return "error"
     return _settle(rt, headers, token, receipt)
+
+
+def _prepare(rt: Runtime, ref: MemberRef, headers: dict[str, Any], previous: str | None) -> tuple[str, str]:
+    """Before a receipt: drop a lease token the message carries from an earlier run, and give the delivery a
+    fresh one; also the token it may take over (``previous``, or one of a delivery this worker let go)."""
+    headers.pop(LEASE_HEADER, None)
+    if previous is None:
+        previous = leases(rt).released_token(ref.swarm_id, ref.index)
+    return uuid.uuid4().hex, previous
 
 
 def _settle(rt: Runtime, headers: dict[str, Any], token: str, receipt: Receipt) -> str:
@@ -140,9 +146,7 @@ class AsyncGate:
 
     def submit(self, ref: MemberRef, headers: dict[str, Any], proceed: Callable[[str], None]) -> None:
         """Gate one delivery; ``proceed`` gets its verdict, later or (when the connection fails) now."""
-        token = uuid.uuid4().hex
-        previous = leases(self.rt).released_token(ref.swarm_id, ref.index)
-        headers.pop(LEASE_HEADER, None)
+        token, previous = _prepare(self.rt, ref, headers, None)
         channel = self._open()
         if channel is not None:
             try:
@@ -188,7 +192,7 @@ class AsyncGate:
                 waiting = self._pending.popleft()
                 if isinstance(reply, Exception):
                     logger.debug("mageflow start gate: receipt answered %r; gating again", reply)
-                    verdict = gate(self.rt, waiting.ref, waiting.headers, waiting.token)
+                    verdict = self._again(waiting)
                 else:
                     verdict = _settle(self.rt, waiting.headers, waiting.token, reply)
                 _proceed(waiting.proceed, verdict)
@@ -212,7 +216,12 @@ class AsyncGate:
         self._closed_until = time.monotonic() + CHECK_S
         while self._pending and not self._stopped:
             waiting = self._pending.popleft()
-            _proceed(waiting.proceed, gate(self.rt, waiting.ref, waiting.headers, waiting.token))
+            _proceed(waiting.proceed, self._again(waiting))
+
+    def _again(self, waiting: _Waiting) -> str:
+        """Gate a delivery whose receipt got no usable reply again, blocking: it may take over the lease its
+        lost call took."""
+        return gate(self.rt, waiting.ref, waiting.headers, waiting.token)
 
     def _drop_channel(self) -> None:
         channel, self._channel = self._channel, None

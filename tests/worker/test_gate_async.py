@@ -19,7 +19,7 @@ from kombu.asynchronous import Hub
 from mageflow_celery import SwarmConfig, swarm
 from mageflow_celery.engine.members import LEASE_HEADER
 from mageflow_celery.engine.runtime import Runtime, runtime_for
-from mageflow_celery.keys import member_task_id, parse_member_task_id
+from mageflow_celery.keys import MemberRef, member_task_id, parse_member_task_id
 from mageflow_celery.state.receipts import CLIENT_NAME
 from mageflow_celery.testing import wait_for
 from mageflow_celery.testing.plugin import WorkerFactory
@@ -45,31 +45,51 @@ def hub() -> Iterator[Hub]:
         h.close()
 
 
+def _all_in(rt: Runtime, swarm_id: str, n: int, letter: str, message: str) -> None:
+    """Wait until all ``n`` members of the swarm are in state ``letter`` (``d`` dispatched, ``r`` running)."""
+    wait_for(lambda: sorted(rt.store.member_states(swarm_id).values()) == [letter] * n, message=message)
+
+
 def _dispatched(app: Celery, n: int) -> str:
     """A swarm of ``n`` members, all dispatched (published, no worker consumes them); its id."""
     echo = app.tasks["ga.echo"]
     s = swarm(tasks=[echo.s(i) for i in range(n)], config=SwarmConfig(max_concurrency=n), app=app)
     result = s.apply_async()
-    rt = runtime_for(app)
-    wait_for(lambda: sorted(rt.store.member_states(result.id).values()) == ["d"] * n, message="dispatch")
+    _all_in(runtime_for(app), str(result.id), n, "d", "dispatch")
     return str(result.id)
 
 
 class _Gated:
-    """Submits deliveries of members to a gate and records the verdicts it hands on."""
+    """Submits deliveries of a swarm's members to a gate and records the verdicts it hands on."""
 
     def __init__(self, agate: AsyncGate, swarm_id: str) -> None:
         self.agate = agate
+        self.rt = agate.rt
         self.swarm_id = swarm_id
         self.verdicts: dict[int, str] = {}
         self.headers: dict[int, dict[str, Any]] = {}
 
-    def submit(self, index: int) -> None:
-        task_id = member_task_id(self.swarm_id, index)
-        ref = parse_member_task_id(task_id)
+    @classmethod
+    def start(cls, app: Celery, hub: Hub, n: int) -> _Gated:
+        """A new gate on ``hub``, for a new swarm of ``n`` dispatched members."""
+        return cls(AsyncGate(runtime_for(app), hub), _dispatched(app, n))
+
+    def ref(self, index: int) -> MemberRef:
+        ref = parse_member_task_id(member_task_id(self.swarm_id, index))
         assert ref is not None
-        self.headers[index] = headers = {"id": task_id}
-        self.agate.submit(ref, headers, lambda verdict: self.verdicts.__setitem__(index, verdict))
+        return ref
+
+    def submit(self, index: int) -> None:
+        self.headers[index] = headers = {"id": member_task_id(self.swarm_id, index)}
+        self.agate.submit(self.ref(index), headers, lambda verdict: self.verdicts.__setitem__(index, verdict))
+
+    def gate_blocking(self, index: int) -> str:
+        """A new delivery of the member, gated with the blocking call (as a worker without the hub does)."""
+        return gate(self.rt, self.ref(index), {"id": member_task_id(self.swarm_id, index)})
+
+    def running(self, n: int) -> None:
+        """Wait until Redis ran the receipts of all ``n`` members (whether or not their replies were read)."""
+        _all_in(self.rt, self.swarm_id, n, "r", "the receipts to run")
 
     def run(self, hub: Hub, n: int) -> None:
         deadline = time.monotonic() + 20
@@ -88,22 +108,19 @@ def _kill_gate_connection(client: redis.Redis) -> None:
     client.client_kill_filter(_id=_gate_connection(client)["id"])
 
 
-def _leases_held(rt: Runtime, swarm_id: str, gated: _Gated) -> None:
+def _leases_held(gated: _Gated) -> None:
     """Every member gated ``ok`` is running, holding the token its message carries."""
     for index, verdict in gated.verdicts.items():
         assert verdict == "ok"
-        owner = rt.store.owner(swarm_id, index)
+        owner = gated.rt.store.owner(gated.swarm_id, index)
         assert owner is not None and owner.token == gated.headers[index][LEASE_HEADER]
-    states = rt.store.member_states(swarm_id)
+    states = gated.rt.store.member_states(gated.swarm_id)
     assert all(states[index] == "r" for index in gated.verdicts)
 
 
 def test_receipts_are_pipelined_and_handed_on_in_order(mageflow_app: Celery, hub: Hub) -> None:
-    rt = runtime_for(mageflow_app)
-    swarm_id = _dispatched(mageflow_app, 5)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
-    calls = rt.store.calls
+    gated = _Gated.start(mageflow_app, hub, 5)
+    calls = gated.rt.store.calls
 
     for index in range(5):
         gated.submit(index)
@@ -111,24 +128,19 @@ def test_receipts_are_pipelined_and_handed_on_in_order(mageflow_app: Celery, hub
     gated.run(hub, 5)
 
     assert list(gated.verdicts) == [0, 1, 2, 3, 4]
-    _leases_held(rt, swarm_id, gated)
-    assert agate.sent == 5 and rt.store.calls == calls + 5
-    agate.close()
+    _leases_held(gated)
+    assert gated.agate.sent == 5 and gated.rt.store.calls == calls + 5
+    gated.agate.close()
 
 
 def test_a_copy_gated_again_is_a_duplicate(mageflow_app: Celery, hub: Hub) -> None:
     # The control for the next test: without taking over its own lease, a member gated twice is a dup
-    rt = runtime_for(mageflow_app)
-    swarm_id = _dispatched(mageflow_app, 1)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 1)
     gated.submit(0)
     gated.run(hub, 1)
 
-    ref = parse_member_task_id(member_task_id(swarm_id, 0))
-    assert ref is not None
-    assert gate(rt, ref, {"id": member_task_id(swarm_id, 0)}) == "dup"
-    agate.close()
+    assert gated.gate_blocking(0) == "dup"
+    gated.agate.close()
 
 
 def test_replies_lost_after_redis_ran_the_receipts_keep_the_deliveries_their_leases(
@@ -137,15 +149,13 @@ def test_replies_lost_after_redis_ran_the_receipts_keep_the_deliveries_their_lea
     monkeypatch.setattr(gate_module, "REPLY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(gate_module, "CHECK_S", 0.05)
     # Given five receipts sent, which Redis ran (the members are running)
-    rt = runtime_for(mageflow_app)
-    swarm_id = _dispatched(mageflow_app, 5)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 5)
     for index in range(5):
         gated.submit(index)
-    wait_for(lambda: sorted(rt.store.member_states(swarm_id).values()) == ["r"] * 5, message="the receipts to run")
+    gated.running(5)
 
     # When their replies are lost: the gate's socket is swapped for a silent one before it reads them
+    agate = gated.agate
     assert agate._channel is not None
     silent, _peer = socket.socketpair()
     os.dup2(silent.fileno(), agate._channel.fileno())
@@ -154,7 +164,7 @@ def test_replies_lost_after_redis_ran_the_receipts_keep_the_deliveries_their_lea
     # Then the gate gave the connection up, gated each delivery again, blocking, and each took over the
     # lease its lost call took (a fresh receipt would be a duplicate: the test above)
     assert list(gated.verdicts) == [0, 1, 2, 3, 4]
-    _leases_held(rt, swarm_id, gated)
+    _leases_held(gated)
     # and a later delivery is pipelined on a new connection
     wait_for(lambda: time.monotonic() >= agate._closed_until, message="the reopening delay")
     swarm2 = _dispatched(mageflow_app, 1)
@@ -171,11 +181,8 @@ def test_a_connection_killed_before_redis_ran_the_receipts_gates_them_again(
     mageflow_app: Celery, mageflow_redis_url: str, hub: Hub
 ) -> None:
     # Given a gate whose connection is open, and Redis holding every write back for a while
-    rt = runtime_for(mageflow_app)
     client = redis.Redis.from_url(mageflow_redis_url)
-    swarm_id = _dispatched(mageflow_app, 3)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 3)
     gated.submit(0)
     gated.run(hub, 1)
     client.client_pause(1000, all=False)
@@ -188,16 +195,13 @@ def test_a_connection_killed_before_redis_ran_the_receipts_gates_them_again(
 
     # Then both were gated again with the blocking call once Redis took writes again, in order
     assert list(gated.verdicts) == [0, 1, 2]
-    _leases_held(rt, swarm_id, gated)
-    agate.close()
+    _leases_held(gated)
+    gated.agate.close()
 
 
 def test_a_receipt_redis_refuses_is_gated_again(mageflow_app: Celery, mageflow_redis_url: str, hub: Hub) -> None:
     # Given a gate with its connection open, then Redis forgets the scripts (as after a restart)
-    rt = runtime_for(mageflow_app)
-    swarm_id = _dispatched(mageflow_app, 3)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 3)
     gated.submit(0)
     gated.run(hub, 1)
     redis.Redis.from_url(mageflow_redis_url).script_flush()
@@ -209,8 +213,8 @@ def test_a_receipt_redis_refuses_is_gated_again(mageflow_app: Celery, mageflow_r
 
     # Then both were gated with the blocking call (which loads the script again), in order
     assert list(gated.verdicts) == [0, 1, 2]
-    _leases_held(rt, swarm_id, gated)
-    agate.close()
+    _leases_held(gated)
+    gated.agate.close()
 
 
 def test_a_receipt_without_reply_is_given_up_and_gated_again(
@@ -218,11 +222,8 @@ def test_a_receipt_without_reply_is_given_up_and_gated_again(
 ) -> None:
     monkeypatch.setattr(gate_module, "REPLY_TIMEOUT_S", 0.2)
     monkeypatch.setattr(gate_module, "CHECK_S", 0.05)
-    rt = runtime_for(mageflow_app)
     client = redis.Redis.from_url(mageflow_redis_url)
-    swarm_id = _dispatched(mageflow_app, 2)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 2)
     gated.submit(0)
     gated.run(hub, 1)
     first = _gate_connection(client)["id"]
@@ -234,30 +235,23 @@ def test_a_receipt_without_reply_is_given_up_and_gated_again(
 
     # Then the gate gave that connection up and gated the delivery again once Redis answered
     assert gated.verdicts == {0: "ok", 1: "ok"}
-    _leases_held(rt, swarm_id, gated)
+    _leases_held(gated)
     assert all(c["id"] != first for c in client.client_list() if c.get("name") == CLIENT_NAME)
-    agate.close()
+    gated.agate.close()
 
 
 def test_a_redelivery_after_the_consumer_stopped_takes_over_the_lease_its_receipt_took(
     mageflow_app: Celery, hub: Hub
 ) -> None:
     # Given two receipts that ran in Redis, not yet answered, when the consumer stops
-    rt = runtime_for(mageflow_app)
-    swarm_id = _dispatched(mageflow_app, 2)
-    agate = AsyncGate(rt, hub)
-    gated = _Gated(agate, swarm_id)
+    gated = _Gated.start(mageflow_app, hub, 2)
     gated.submit(0)
     gated.submit(1)
-    wait_for(lambda: sorted(rt.store.member_states(swarm_id).values()) == ["r"] * 2, message="the receipts to run")
-    agate.close()
+    gated.running(2)
+    gated.agate.close()
 
     # When the broker delivers the messages again to this worker
-    verdicts = []
-    for index in range(2):
-        ref = parse_member_task_id(member_task_id(swarm_id, index))
-        assert ref is not None
-        verdicts.append(gate(rt, ref, {"id": member_task_id(swarm_id, index)}))
+    verdicts = [gated.gate_blocking(index) for index in range(2)]
 
     # Then they run (no duplicate to wait out the lease for), and nothing was handed on from the closed gate
     assert verdicts == ["ok", "ok"]
